@@ -1,0 +1,1 @@
+"""One explicit training loop per job: language modelling, classification, forecasting."""

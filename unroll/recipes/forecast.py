@@ -1,0 +1,5 @@
+"""Placeholder until the recipe lands (being written now)."""
+
+
+def register(subparsers):
+    pass

@@ -1,0 +1,79 @@
+"""Metrics as JSON lines (always) and TensorBoard scalars (when tensorboard is installed).
+
+Each `log` call appends one JSON object to ``metrics.jsonl`` and flushes, so the file is
+readable while training runs and complete up to the last finished epoch after a crash.
+Numbers that are tensors are converted with ``float()`` here, once per call — call `log` per
+epoch or per progress update, not per step, to avoid a host-device sync on every step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # JSON has no inf/nan
+    return v
+
+
+class MetricsLogger:
+    def __init__(
+        self, run_path: str | Path, tensorboard: bool = True, truncate_after: int | None = None
+    ):
+        """`truncate_after`: when resuming, drop lines whose ``epoch`` is past this one, so the
+        file matches the checkpoint the run continues from."""
+        self.path = Path(run_path) / "metrics.jsonl"
+        if truncate_after is not None and self.path.exists():
+            kept = [
+                line
+                for line in self.path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("epoch", 0) <= truncate_after
+            ]
+            self.path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+        self._file = open(self.path, "a", encoding="utf-8")
+        self._tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except Exception:  # tensorboard not installed: JSON lines only
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self._tb = SummaryWriter(log_dir=str(Path(run_path) / "tb"))
+
+    def log(self, step: int | None = None, **values: Any) -> dict[str, Any]:
+        record = {k: _plain(v) for k, v in values.items()}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            x = step if step is not None else record.get("epoch", 0)
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch":
+                    self._tb.add_scalar(k, v, x)
+            self._tb.flush()
+        return record
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+    def __enter__(self) -> MetricsLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "metrics.jsonl"
+    return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
