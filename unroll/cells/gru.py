@@ -1,0 +1,74 @@
+"""GRU cell with PyTorch's equations (Cho et al. 2014, reset gate applied after the matmul).
+
+    r_t = σ(W_ir·x_t + b_ir + W_hr·h_{t-1} + b_hr)
+    z_t = σ(W_iz·x_t + b_iz + W_hz·h_{t-1} + b_hz)
+    n_t = tanh(W_in·x_t + b_in + r_t ⊙ (W_hn·h_{t-1} + b_hn))
+    h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t-1}
+
+Weights stack the gates in PyTorch's order r, z, n: `weight_ih: (3H, C)`, `weight_hh: (3H, H)`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from unroll.cells.rnn import check_cell_input, check_cell_state
+
+
+def gru_step(x_proj: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor | None) -> Tensor:
+    """One GRU step from the projected input ``x_proj = W_ih·x_t + b_ih`` (B, 3H)."""
+    xr, xz, xn = x_proj.chunk(3, 1)
+    hr, hz, hn = F.linear(h, weight_hh, bias_hh).chunk(3, 1)
+    r = torch.sigmoid(xr + hr)
+    z = torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    return (1 - z) * n + z * h
+
+
+class GRUCell(nn.Module):
+    """GRU cell, one time step: ``h = cell(x, state=None)`` (see the module docstring).
+
+    Args:
+        input_size: C.  hidden_size: H.  bias: if False, no ``bias_ih``/``bias_hh``.
+
+    Shapes: x (B, C) or unbatched (C,); state (B, H) or (H,), None means zeros; returns h.
+    Parameter names, gate order (r, z, n) and init (uniform ±1/√H) are PyTorch's.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None):
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size, **kw))
+        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size, **kw))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size, **kw))
+            self.bias_hh = nn.Parameter(torch.empty(3 * hidden_size, **kw))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+
+    def forward(self, x: Tensor, state: Tensor | None = None) -> Tensor:
+        check_cell_input("GRUCell", x, self.input_size, self.weight_ih)
+        unbatched = x.dim() == 1
+        x = x.unsqueeze(0) if unbatched else x
+        h = x.new_zeros(x.shape[0], self.hidden_size) if state is None else state
+        if state is not None:
+            shape = (self.hidden_size,) if unbatched else (x.shape[0], self.hidden_size)
+            check_cell_state("GRUCell", "state", state, shape, self.weight_ih)
+            h = h.unsqueeze(0) if unbatched else h
+        h = gru_step(F.linear(x, self.weight_ih, self.bias_ih), h, self.weight_hh, self.bias_hh)
+        return h.squeeze(0) if unbatched else h
