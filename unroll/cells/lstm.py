@@ -127,7 +127,9 @@ class LSTMCell(nn.Module):
             s += ", coupled=True"
         return s
 
-    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, state: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
         check_cell_input("LSTMCell", x, self.input_size, self.weight_ih)
         unbatched = x.dim() == 1
         x = x.unsqueeze(0) if unbatched else x
@@ -141,7 +143,15 @@ class LSTMCell(nn.Module):
             check_cell_state("LSTMCell", "c", state[1], shape, self.weight_ih)
             h, c = (s.unsqueeze(0) for s in state) if unbatched else state
         h, c = lstm_step(
-            F.linear(x, self.weight_ih, self.bias_ih), h, c, self.weight_hh, self.bias_hh,
-            self.weight_ci, self.weight_cf, self.weight_co, self.forget_bias, self.coupled,
+            F.linear(x, self.weight_ih, self.bias_ih),
+            h,
+            c,
+            self.weight_hh,
+            self.bias_hh,
+            self.weight_ci,
+            self.weight_cf,
+            self.weight_co,
+            self.forget_bias,
+            self.coupled,
         )
         return (h.squeeze(0), c.squeeze(0)) if unbatched else (h, c)

@@ -17,14 +17,16 @@ from torch import Tensor, nn
 NONLINEARITIES = ("tanh", "relu")
 
 
-def rnn_step(x_proj: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor | None, nonlinearity: str) -> Tensor:
+def rnn_step(
+    x_proj: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor | None, nonlinearity: str
+) -> Tensor:
     """One Elman step from the projected input ``x_proj = W_ih·x_t + b_ih`` (B, H)."""
     a = x_proj + F.linear(h, weight_hh, bias_hh)
     return torch.tanh(a) if nonlinearity == "tanh" else torch.relu(a)
 
 
 def check_cell_input(name: str, x: Tensor, input_size: int, like: Tensor) -> None:
-    """Raise ValueError unless ``x`` is (B, C) or (C,) with C == input_size, on like's dtype/device."""
+    """Raise ValueError unless x is (B, C) or (C,) with C == input_size, on like's dtype/device."""
     if not isinstance(x, Tensor):
         raise ValueError(f"{name}: expected input to be a Tensor, got {type(x).__name__}")
     if x.dim() not in (1, 2):
@@ -39,7 +41,9 @@ def check_cell_input(name: str, x: Tensor, input_size: int, like: Tensor) -> Non
 def check_like(name: str, what: str, t: Tensor, like: Tensor) -> None:
     """Raise ValueError if ``t`` differs from ``like`` (the parameters) in dtype or device."""
     if t.dtype != like.dtype:
-        raise ValueError(f"{name}: expected {what} of dtype {like.dtype} (the parameters'), got {t.dtype}")
+        raise ValueError(
+            f"{name}: expected {what} of dtype {like.dtype} (the parameters'), got {t.dtype}"
+        )
     if t.device != like.device:
         raise ValueError(
             f"{name}: expected {what} on device {like.device} (the parameters'), got {t.device}"
@@ -80,7 +84,9 @@ class RNNCell(nn.Module):
     ) -> None:
         super().__init__()
         if nonlinearity not in NONLINEARITIES:
-            raise ValueError(f"RNNCell: expected nonlinearity 'tanh' or 'relu', got {nonlinearity!r}")
+            raise ValueError(
+                f"RNNCell: expected nonlinearity 'tanh' or 'relu', got {nonlinearity!r}"
+            )
         kw = {"device": device, "dtype": dtype}
         self.input_size, self.hidden_size = input_size, hidden_size
         self.nonlinearity, self.bias = nonlinearity, bias
@@ -114,6 +120,11 @@ class RNNCell(nn.Module):
             shape = (self.hidden_size,) if unbatched else (x.shape[0], self.hidden_size)
             check_cell_state("RNNCell", "state", state, shape, self.weight_ih)
             h = h.unsqueeze(0) if unbatched else h
-        h = rnn_step(F.linear(x, self.weight_ih, self.bias_ih), h, self.weight_hh, self.bias_hh,
-                     self.nonlinearity)
+        h = rnn_step(
+            F.linear(x, self.weight_ih, self.bias_ih),
+            h,
+            self.weight_hh,
+            self.bias_hh,
+            self.nonlinearity,
+        )
         return h.squeeze(0) if unbatched else h

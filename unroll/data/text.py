@@ -35,6 +35,7 @@ EOS = "<eos>"
 UNK = "<unk>"
 SPLITS = ("train", "valid", "test")
 LEVELS = ("word", "char")
+EMBEDDED_NAMES = ("pydoc", "embedded")  # --data values (besides None) for the embedded corpus
 _SPACE = "_"  # how char level writes the gap between words (the ptb.char.* convention)
 
 
@@ -80,10 +81,9 @@ class Vocabulary:
         ranked = sorted(counts, key=lambda w: (-counts[w], w))
         keep = [w for w in ranked if counts[w] >= min_count and w != UNK]
         need_unk = unk or UNK in counts or len(keep) < len(ranked)
-        if max_size is not None:
-            if len(keep) + need_unk > max_size:
-                need_unk = True
-                keep = keep[: max_size - 1]
+        if max_size is not None and len(keep) + need_unk > max_size:
+            need_unk = True
+            keep = keep[: max_size - 1]
         if need_unk:
             # <unk> stands for every dropped word, and ranks by all their occurrences.
             kept = set(keep)
@@ -191,6 +191,25 @@ def tokenize(text: str, level: Literal["word", "char"] = "word") -> list[str]:
     return tokens
 
 
+def tokenize_prompt(
+    text: str, level: Literal["word", "char"] = "word", data: str | None = None
+) -> list[str]:
+    """Tokens of a generation prompt, written the way the training corpus was.
+
+    `data` is the ``--data`` value (or `Corpus.name`) the model was trained on: for the
+    embedded corpus (None, "pydoc", "embedded") the prompt is lower-cased and its punctuation
+    split off as `unroll.data.embedded.normalize` does; other corpora are taken as they are.
+    No ``<eos>`` follows the prompt's last line.
+    """
+    _check_level(level)
+    if data is None or str(data) in EMBEDDED_NAMES:
+        from unroll.data.embedded import normalize
+
+        text = normalize(text, level)
+    tokens = tokenize(text, level)
+    return tokens[:-1] if tokens and tokens[-1] == EOS else tokens
+
+
 def read_text_file(path: str | os.PathLike, level: Literal["word", "char"] = "word") -> list[str]:
     """The tokens of a UTF-8 text file; a missing, empty or non-UTF-8 file is a `UserError`."""
     _check_level(level)
@@ -204,7 +223,7 @@ def read_text_file(path: str | os.PathLike, level: Literal["word", "char"] = "wo
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror})") from None
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is no word
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise UserError(
@@ -239,7 +258,9 @@ class Corpus:
 
 
 def find_split_files(directory: str | os.PathLike) -> dict[str, Path]:
-    """``{'train', 'valid', 'test'}`` -> file: ``ptb.{split}.txt`` if present, else ``{split}.txt``."""
+    """``{'train', 'valid', 'test'}`` -> file: ``ptb.{split}.txt`` if present, else
+    ``{split}.txt``. A missing directory or split file is a `UserError` naming what it expected.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         what = "not a directory" if directory.exists() else "no such directory"
@@ -291,7 +312,7 @@ def resolve_corpus(
     named ptb).
     """
     _check_level(level)
-    if data is None or str(data) in ("pydoc", "embedded"):
+    if data is None or str(data) in EMBEDDED_NAMES:
         from unroll.data.embedded import pydoc_corpus
 
         return pydoc_corpus(level, vocab=vocab)

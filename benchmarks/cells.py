@@ -1,0 +1,148 @@
+"""Forward+backward time of unroll's recurrent layers vs torch.nn.LSTM/GRU/RNN.
+
+Prints ONE JSON line: the machine, then per shape the median milliseconds of one training step
+(forward, sum of outputs, backward) for torch.nn.LSTM and every unroll.LSTM variant under each
+implementation, plus GRU/RNN vs torch, with ratios to torch.nn.LSTM (to torch.nn.GRU/RNN for
+those). Shapes are the PTB Small/Medium language models (Zaremba et al. 2014)::
+
+    python benchmarks/cells.py                 # all cores, CPU
+    python benchmarks/cells.py --threads 2     # the issue's 2-core target
+    python benchmarks/cells.py --device cuda --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import torch
+
+import unroll
+
+SHAPES = {  # name: (T, B, C = H, layers)
+    "small": (20, 20, 200, 2),
+    "medium": (35, 20, 650, 2),
+}
+VARIANTS = {
+    "standard": {},
+    "forget_bias": {"forget_bias": 1.0},
+    "peephole": {"peephole": True},
+    "coupled": {"coupled": True},
+    "peephole+coupled": {"peephole": True, "coupled": True},
+}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_step(module: torch.nn.Module, x: torch.Tensor):
+    """One training step of ``module``: forward, ``y.sum()``, backward."""
+
+    def step() -> None:
+        module.zero_grad(set_to_none=True)
+        y, _ = module(x)
+        y.sum().backward()
+
+    return step
+
+
+def time_cases(cases: dict, device: torch.device, warmup: int, repeats: int) -> dict[str, float]:
+    """Median ms per case. Repeats go round-robin over the cases so that load from other
+    processes (a shared machine) drifts over all of them alike instead of biasing one."""
+    for step in cases.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {key: [] for key in cases}
+    for _ in range(repeats):
+        for key, step in cases.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            step()
+            _sync(device)
+            times[key].append((time.perf_counter() - t0) * 1e3)
+    return {key: statistics.median(ts) for key, ts in times.items()}
+
+
+def bench_shape(name: str, device: torch.device, warmup: int, repeats: int) -> dict:
+    T, B, H, L = SHAPES[name]
+    torch.manual_seed(0)
+    x = torch.randn(T, B, H, device=device)
+    modules: dict[str, tuple[torch.nn.Module, str]] = {}  # key: (module, baseline key)
+    modules["torch.nn.LSTM"] = (torch.nn.LSTM(H, H, L), "torch.nn.LSTM")
+    for variant, kw in VARIANTS.items():
+        for impl in ("auto", "fused", "reference"):
+            modules[f"LSTM/{variant}/{impl}"] = (
+                unroll.LSTM(H, H, L, impl=impl, **kw),
+                "torch.nn.LSTM",
+            )
+    for cls, torch_cls in ((unroll.GRU, torch.nn.GRU), (unroll.RNN, torch.nn.RNN)):
+        base = f"torch.nn.{cls.__name__}"
+        modules[base] = (torch_cls(H, H, L), base)
+        for impl in ("auto", "reference"):
+            modules[f"{cls.__name__}/{impl}"] = (cls(H, H, L, impl=impl), base)
+    cases = {key: make_step(m.to(device), x) for key, (m, _) in modules.items()}
+    ms = time_cases(cases, device, warmup, repeats)
+    ratios = {
+        key: round(ms[key] / ms[base], 3) for key, (_, base) in modules.items() if key != base
+    }
+    return {
+        "T": T,
+        "B": B,
+        "C": H,
+        "H": H,
+        "layers": L,
+        "ms": {key: round(v, 3) for key, v in ms.items()},
+        "ratio_to_torch": ratios,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)"
+    )
+    parser.add_argument("--shapes", default="small,medium", help="comma-separated: small, medium")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed repeats per case (default 10, quick 3)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fast check: small shape, 1 warm-up, 3 repeats"
+    )
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available")
+    shapes = ["small"] if args.quick else [s for s in args.shapes.split(",") if s]
+    for s in shapes:
+        if s not in SHAPES:
+            parser.error(f"--shapes: expected names from {sorted(SHAPES)}, got {s!r}")
+    torch.set_num_threads(args.threads)
+    warmup = 1 if args.quick else 3
+    repeats = args.repeats or (3 if args.quick else 10)
+    result = {
+        "benchmark": "cells",
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "processor": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "mkldnn": torch.backends.mkldnn.is_available(),
+        },
+        "warmup": warmup,
+        "repeats": repeats,
+        "metric": "median ms of forward+backward (y.sum().backward())",
+        "shapes": {s: bench_shape(s, device, warmup, repeats) for s in shapes},
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

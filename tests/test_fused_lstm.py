@@ -1,0 +1,157 @@
+"""The fused LSTM kernel: gradcheck of the hand-written backward, and equality with the cell."""
+
+import itertools
+
+import pytest
+import torch
+
+from unroll.cells.lstm import lstm_step
+from unroll.kernels.lstm_fused import LSTMFunction, _kernel_weights, lstm_sequence
+
+D = torch.float64
+T, B, C, H = 4, 3, 2, 3
+
+
+def make_inputs(peephole, bias, seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape):
+        return (torch.randn(*shape, generator=g, dtype=D) * 0.7).requires_grad_(True)
+
+    return {
+        "x": r(T, B, C),
+        "h0": r(B, H),
+        "c0": r(B, H),
+        "weight_ih": r(4 * H, C),
+        "weight_hh": r(4 * H, H),
+        "bias_ih": r(4 * H) if bias else None,
+        "bias_hh": r(4 * H) if bias else None,
+        "weight_ci": r(H) if peephole else None,
+        "weight_cf": r(H) if peephole else None,
+        "weight_co": r(H) if peephole else None,
+    }
+
+
+COMBOS = list(
+    itertools.product([False, True], [False, True], [0.0, 1.0], [False, True], [False, True])
+)
+
+
+@pytest.mark.parametrize("peephole,coupled,forget_bias,bias,with_lengths", COMBOS)
+def test_gradcheck(peephole, coupled, forget_bias, bias, with_lengths):
+    inputs = make_inputs(peephole, bias)
+    names = [k for k, v in inputs.items() if v is not None]
+    lengths = torch.tensor([4, 1, 3]) if with_lengths else None
+
+    def f(*tensors):
+        kw = dict(zip(names, tensors))
+        return lstm_sequence(**kw, forget_bias=forget_bias, coupled=coupled, lengths=lengths)
+
+    assert torch.autograd.gradcheck(f, [inputs[k] for k in names])
+
+
+def reference_sequence(
+    x,
+    h0,
+    c0,
+    weight_ih,
+    weight_hh,
+    bias_ih,
+    bias_hh,
+    weight_ci,
+    weight_cf,
+    weight_co,
+    forget_bias,
+    coupled,
+):
+    """The cell's step in a loop: the specification the kernel must equal."""
+    h, c, ys = h0, c0, []
+    for t in range(x.shape[0]):
+        x_proj = torch.nn.functional.linear(x[t], weight_ih, bias_ih)
+        h, c = lstm_step(
+            x_proj, h, c, weight_hh, bias_hh, weight_ci, weight_cf, weight_co, forget_bias, coupled
+        )
+        ys.append(h)
+    return torch.stack(ys), h, c
+
+
+@pytest.mark.parametrize("peephole,coupled", list(itertools.product([False, True], [False, True])))
+def test_equals_reference_step_outputs_and_all_grads(peephole, coupled):
+    inputs = make_inputs(peephole, True, seed=3)
+    g = torch.Generator().manual_seed(4)
+    probes = [
+        torch.randn(T, B, H, generator=g, dtype=D),
+        torch.randn(B, H, generator=g, dtype=D),
+        torch.randn(B, H, generator=g, dtype=D),
+    ]
+    results = []
+    for fn in (lstm_sequence, reference_sequence):
+        for v in inputs.values():
+            if v is not None:
+                v.grad = None
+        if fn is lstm_sequence:
+            outs = fn(**inputs, forget_bias=0.5, coupled=coupled)
+        else:
+            outs = fn(**inputs, forget_bias=0.5, coupled=coupled)
+        sum(torch.sum(o * p) for o, p in zip(outs, probes)).backward()
+        grads = {
+            k: v.grad.clone() for k, v in inputs.items() if v is not None and v.grad is not None
+        }
+        results.append(([o.detach() for o in outs], grads))
+    (outs_f, grads_f), (outs_r, grads_r) = results
+    for a, b in zip(outs_f, outs_r):
+        torch.testing.assert_close(a, b)
+    assert grads_f.keys() == grads_r.keys()
+    for k in grads_f:
+        torch.testing.assert_close(grads_f[k], grads_r[k], msg=lambda m, k=k: f"{k}: {m}")
+
+
+def test_kernel_weights_layout():
+    w_ih, w_hh = torch.arange(8.0).view(8, 1), torch.arange(16.0).view(8, 2)  # H = 2
+    b_ih, b_hh = torch.ones(8), torch.full((8,), 2.0)
+    k_ih, k_hh, b = _kernel_weights(w_ih, w_hh, b_ih, b_hh, 0.5, coupled=False)
+    assert torch.equal(k_ih, w_ih) and torch.equal(b, torch.tensor([3, 3, 3.5, 3.5, 3, 3, 3, 3]))
+    k_ih, k_hh, b = _kernel_weights(w_ih, w_hh, b_ih, b_hh, 0.5, coupled=True)  # rows f, g, o
+    assert torch.equal(k_ih, w_ih[2:]) and torch.equal(k_hh, w_hh[2:])
+    assert torch.equal(b, torch.tensor([3.5, 3.5, 3, 3, 3, 3]))
+    assert _kernel_weights(w_ih, w_hh, None, None, 0.0, coupled=False)[2] is None
+    assert torch.equal(
+        _kernel_weights(w_ih, w_hh, None, None, 1.0, True)[2], torch.tensor([1.0, 1, 0, 0, 0, 0])
+    )
+
+
+def test_input_that_needs_no_grad_gets_none():
+    inputs = make_inputs(False, True)
+    x = inputs["x"].detach()
+    w_ih, w_hh, b = _kernel_weights(
+        inputs["weight_ih"], inputs["weight_hh"], inputs["bias_ih"], inputs["bias_hh"], 0.0, False
+    )
+    y, h, c = LSTMFunction.apply(
+        x, inputs["h0"].detach(), inputs["c0"].detach(), w_ih, w_hh, b, None, None, None
+    )
+    y.sum().backward()
+    assert inputs["weight_hh"].grad is not None and inputs["h0"].grad is None
+
+
+def test_float32_medium_size_close_to_reference():
+    torch.manual_seed(0)
+    Tm, Bm, Hm = 12, 8, 32
+    x, h0, c0 = torch.randn(Tm, Bm, Hm), torch.randn(Bm, Hm), torch.randn(Bm, Hm)
+    w_ih, w_hh = torch.randn(4 * Hm, Hm) * 0.2, torch.randn(4 * Hm, Hm) * 0.2
+    b_ih, b_hh = torch.randn(4 * Hm) * 0.1, torch.randn(4 * Hm) * 0.1
+    peeps = [torch.randn(Hm) * 0.1 for _ in range(3)]
+    got = lstm_sequence(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *peeps)
+    want = reference_sequence(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *peeps, 0.0, False)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cpu():
+    inputs = make_inputs(True, True)
+    cpu = lstm_sequence(**inputs, forget_bias=1.0)
+    gpu = lstm_sequence(
+        **{k: None if v is None else v.detach().cuda() for k, v in inputs.items()}, forget_bias=1.0
+    )
+    for a, b in zip(cpu, gpu):
+        torch.testing.assert_close(a.detach(), b.cpu())

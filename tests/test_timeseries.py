@@ -1,0 +1,167 @@
+"""Time-series data: CSV reading and its errors, time split, windows, scaler (hand-made data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from unroll.data.timeseries import (
+    Scaler,
+    Split,
+    backtest_origins,
+    check_length,
+    make_windows,
+    read_csv,
+    synthetic_series,
+    time_split,
+    window_origins,
+)
+from unroll.errors import UserError
+from unroll.recipes.forecast import ForecastConfig, prepare
+
+
+def write(tmp_path, text, name="s.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_windows_hand_computed():
+    values = np.array([[0, 10], [1, 11], [2, 12], [3, 13], [4, 14], [5, 15], [6, 16]], float)
+    origins = list(window_origins(0, 7, lookback=3, horizon=2))
+    assert origins == [3, 4, 5]
+    x, y = make_windows(values, values[:, 0], origins, lookback=3, horizon=2)
+    expected_x = np.array(
+        [
+            [[0, 10], [1, 11], [2, 12]],
+            [[1, 11], [2, 12], [3, 13]],
+            [[2, 12], [3, 13], [4, 14]],
+        ],
+        float,
+    )
+    expected_y = np.array([[3, 4], [4, 5], [5, 6]], float)
+    np.testing.assert_array_equal(x, expected_x)
+    np.testing.assert_array_equal(y, expected_y)
+
+
+def test_window_origins_keep_targets_inside_the_part():
+    # validation part [5, 10): targets t..t+1 must end before 10; inputs may reach back
+    assert list(window_origins(5, 10, lookback=3, horizon=2)) == [5, 6, 7, 8]
+    # training part [0, 6) with lookback 4: the first origin needs 4 rows before it
+    assert list(window_origins(0, 6, lookback=4, horizon=2)) == [4]
+
+
+def test_make_windows_rejects_origins_out_of_range():
+    v = np.zeros((5, 1))
+    with pytest.raises(ValueError, match="origins"):
+        make_windows(v, v[:, 0], [1], lookback=2, horizon=1)
+
+
+def test_recipe_gather_matches_make_windows():
+    from unroll.recipes.forecast import gather
+
+    values = np.arange(40, dtype=float).reshape(20, 2)
+    origins = [5, 9, 17]
+    x, y = make_windows(values, values[:, 0], origins, lookback=4, horizon=3)
+    gx, gy = gather(torch.tensor(values), torch.tensor(origins), 4, 3)
+    np.testing.assert_array_equal(gx.numpy(), x)
+    np.testing.assert_array_equal(gy.numpy(), y)
+
+
+def test_time_split_and_backtest_origins():
+    s = time_split(100, valid_fraction=0.1, test_fraction=0.2)
+    assert (s.train_end, s.valid_end, s.n) == (70, 80, 100)
+    small = Split(n=20, train_end=10, valid_end=14)
+    assert backtest_origins(small, horizon=3, step=1) == [14, 15, 16, 17]
+    assert backtest_origins(small, horizon=3, step=2) == [14, 16]
+    assert backtest_origins(small, horizon=6, step=1) == [14]  # 14..19 ends at row n-1
+    with pytest.raises(UserError, match="step"):
+        backtest_origins(small, horizon=3, step=0)
+
+
+def test_scaler_never_sees_the_test_part(tmp_path):
+    # 40 rows: the split puts rows 28..31 in validation and 32..39 in test; the test rows
+    # hold a huge value that would dominate mean and std if the scaler saw them.
+    y = [float((i * 7) % 11) for i in range(40)]
+    y[35] = 1e9
+    p = write(tmp_path, "t,y\n" + "".join(f"{i},{v}\n" for i, v in enumerate(y)))
+    cfg = ForecastConfig(data=str(p), lookback=4, horizon=2, season=1)
+    prep = prepare(cfg, torch.device("cpu"))
+    assert (prep.split.train_end, prep.split.valid_end) == (28, 32)
+    train = np.array(y[:28])
+    np.testing.assert_allclose(prep.scaler.mean, [train.mean()])
+    np.testing.assert_allclose(prep.scaler.std, [train.std()])
+    assert prep.scaler.mean[0] < 10
+    # the MASE scale also comes from the training rows only
+    np.testing.assert_allclose(prep.mase_scale, np.abs(np.diff(train)).mean())
+
+
+def test_scaler_roundtrip_and_constant_column():
+    s = Scaler.fit(np.array([[1.0, 5.0], [3.0, 5.0]]))
+    np.testing.assert_array_equal(s.mean, [2.0, 5.0])
+    np.testing.assert_array_equal(s.std, [1.0, 1.0])  # constant column -> std 1
+    t = Scaler.from_dict(s.to_dict())
+    np.testing.assert_array_equal(t.transform(np.array([[4.0, 6.0]])), [[2.0, 1.0]])
+    np.testing.assert_array_equal(t.inverse_target(np.array([2.0])), [4.0])
+
+
+def test_read_csv_columns_time_and_inputs(tmp_path):
+    p = write(tmp_path, "date,a,b,c\n2020-01-01,1,10,x\n2020-01-02,2,20,y\n2020-01-03,3,30,z\n")
+    s = read_csv(p, target="b", inputs=["a"])
+    assert s.columns == ["b", "a"]
+    assert s.time_column == "date" and s.time == ["2020-01-01", "2020-01-02", "2020-01-03"]
+    np.testing.assert_array_equal(s.values, [[10, 1], [20, 2], [30, 3]])
+    # one value column left: no --target needed; an unused non-numeric column is fine
+    s = read_csv(write(tmp_path, "year,v\n1,5\n2,6\n", "one.csv"))
+    assert s.columns == ["v"] and s.time == ["1", "2"]
+
+
+def test_fill_methods(tmp_path):
+    p = write(tmp_path, "t,y\n0,1\n1,\n2,NA\n3,4\n4,5\n")
+    with pytest.raises(UserError) as e:
+        read_csv(p)
+    msg = str(e.value)
+    assert str(p) in msg and "'y'" in msg and "line 3" in msg and "\n" not in msg
+    np.testing.assert_array_equal(read_csv(p, fill="interpolate").target, [1, 2, 3, 4, 5])
+    np.testing.assert_array_equal(read_csv(p, fill="ffill").target, [1, 1, 1, 4, 5])
+    dropped = read_csv(p, fill="drop")
+    np.testing.assert_array_equal(dropped.target, [1, 4, 5])
+    assert dropped.time == ["0", "3", "4"]
+
+
+@pytest.mark.parametrize(
+    ("text", "kwargs", "expect"),
+    [
+        ("t,y\n0,1\n1,abc\n", {}, "not numeric"),
+        ("t,y\n0,1\n1,2\n", {"target": "nope"}, "unknown target column 'nope'"),
+        ("t,y\n0,1\n1,2\n", {"inputs": ["q"]}, "unknown input column 'q'"),
+        ("t,a,b\n0,1,2\n", {}, "--target"),
+        ("t,y\n0,1\n1\n", {}, "line 3"),
+        ("", {}, "empty"),
+    ],
+)
+def test_bad_csv_names_the_file(tmp_path, text, kwargs, expect):
+    p = write(tmp_path, text)
+    with pytest.raises(UserError) as e:
+        read_csv(p, **kwargs)
+    assert str(p) in str(e.value) and expect in str(e.value)
+
+
+def test_too_few_rows_names_the_file(tmp_path):
+    p = write(tmp_path, "t,y\n" + "".join(f"{i},{i % 3}\n" for i in range(20)))
+    s = read_csv(p)
+    with pytest.raises(UserError) as e:
+        check_length(s, lookback=12, horizon=6, season=1, valid_fraction=0.1, test_fraction=0.2)
+    assert str(p) in str(e.value) and "too few" in str(e.value)
+    need = int(str(e.value).rsplit("at least ", 1)[1].split()[0])
+    long = read_csv(write(tmp_path, "t,y\n" + "".join(f"{i},{i}\n" for i in range(need)), "l"))
+    check_length(long, lookback=12, horizon=6, season=1, valid_fraction=0.1, test_fraction=0.2)
+
+
+def test_synthetic_series_is_deterministic_and_seasonal():
+    a, b = synthetic_series(), synthetic_series()
+    np.testing.assert_array_equal(a.values, b.values)
+    y = a.target
+    # one season apart differs far less than half a season apart
+    assert np.abs(y[24:] - y[:-24]).mean() < 0.5 * np.abs(y[12:] - y[:-12]).mean()

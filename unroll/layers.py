@@ -1,0 +1,790 @@
+"""Recurrent layers: a cell run over time, stacked and optionally bidirectional.
+
+`LSTM`, `GRU` and `RNN` take `torch.nn.LSTM`/`GRU`/`RNN`'s arguments and call convention and use
+their parameter names (``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``,
+``_reverse`` for the backward direction) and gate order, so a standard layer's `state_dict`
+loads into the torch module and back. Every layer runs one of three implementations, chosen in
+one place, `_RNNBase.implementation`:
+
+  reference  a Python loop over time calling the cell's step function (`unroll.cells`), with the
+             input projection for all T steps done as one GEMM. The specification.
+  fused      LSTM: the hand-written sequence kernel `unroll.kernels.lstm_fused` (all variants).
+             GRU/RNN: PyTorch's fused kernels (there are no GRU/RNN variants to fuse).
+  auto       PyTorch's fused kernels (`torch._VF.lstm/gru/rnn_*`: cuDNN on GPU, oneDNN/native on
+             CPU) whenever the math is identical: every GRU/RNN and the standard LSTM (a non-zero
+             forget_bias is folded into ``bias_ih`` at call time, never stored). LSTM variants
+             (peephole/coupled) use the fused kernel.
+
+Data layout (time-major inside, as cuDNN)::
+
+    x  (T, B, C)  or (B, T, C) with batch_first      y  (T, B, D·H)  or (B, T, D·H)
+    state: h_n (L·D, B, H) [and c_n (L·D, B, H) for LSTM], index k = layer·D + direction
+
+Variable lengths: pass a PackedSequence (a PackedSequence comes back) or ``lengths`` (B,) with
+padded x (any order, as enforce_sorted=False). Padded steps never change the state; outputs there
+are zero; the reverse direction starts at each sequence's own last step; the final state is the
+state after each sequence's last valid step.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from unroll.cells.gru import gru_step
+from unroll.cells.lstm import lstm_step
+from unroll.cells.rnn import NONLINEARITIES, rnn_step
+from unroll.kernels.lstm_fused import lstm_sequence
+
+IMPLS = ("auto", "reference", "fused")
+Lengths = Tensor | Sequence[int]
+
+
+class _RNNBase(nn.Module):
+    """Parameters, validation, stacking, directions and the implementation switch.
+
+    Subclasses set `_gates` (gate blocks per weight), `_mode` (the `torch._VF` function name) and
+    implement `_reference_direction` / `_fused_direction` for one layer and direction.
+    """
+
+    _gates: int
+    _has_cell_state = False
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        impl: str = "auto",
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        for arg, value in (
+            ("input_size", input_size),
+            ("hidden_size", hidden_size),
+            ("num_layers", num_layers),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name}: expected {arg} to be a positive int, got {value!r}")
+        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout <= 1.0):
+            raise ValueError(f"{name}: expected dropout in [0, 1], got {dropout!r}")
+        if impl not in IMPLS:
+            raise ValueError(f"{name}: expected impl one of {IMPLS}, got {impl!r}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
+        self.bidirectional, self.impl = bidirectional, impl
+        self.num_directions = 2 if bidirectional else 1
+        kw = {"device": device, "dtype": dtype}
+        G = self._gates * hidden_size
+        for layer in range(num_layers):
+            in_size = input_size if layer == 0 else hidden_size * self.num_directions
+            for direction in range(self.num_directions):
+                sfx = self._suffix(layer, direction)
+                self.register_parameter(
+                    f"weight_ih{sfx}", nn.Parameter(torch.empty(G, in_size, **kw))
+                )
+                self.register_parameter(
+                    f"weight_hh{sfx}", nn.Parameter(torch.empty(G, hidden_size, **kw))
+                )
+                if bias:
+                    self.register_parameter(f"bias_ih{sfx}", nn.Parameter(torch.empty(G, **kw)))
+                    self.register_parameter(f"bias_hh{sfx}", nn.Parameter(torch.empty(G, **kw)))
+                self._extra_parameters(sfx, kw)
+
+    @staticmethod
+    def _suffix(layer: int, direction: int) -> str:
+        return f"_l{layer}" + ("_reverse" if direction else "")
+
+    def _extra_parameters(self, sfx: str, kw: dict) -> None:
+        """Hook for variant-only parameters (LSTM peepholes)."""
+
+    def reset_parameters(self) -> None:
+        """Uniform(-1/√H, 1/√H) for every parameter, as PyTorch initialises its RNNs."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        if self.impl != "auto":
+            s += f", impl={self.impl!r}"
+        return s
+
+    # --- the implementation switch ------------------------------------------------------------
+    def _uses_torch_kernel(self) -> bool:
+        """True when the math is exactly PyTorch's cell, so `torch._VF` can run it."""
+        return True
+
+    @property
+    def implementation(self) -> str:
+        """What runs: "torch" (`torch._VF` fused kernels), "fused" (unroll's) or "reference".
+
+        The one place that turns ``impl`` into an implementation.
+        """
+        if self.impl == "reference":
+            return "reference"
+        if self.impl == "fused":
+            return "fused" if self._has_fused_kernel() else "torch"
+        return "torch" if self._uses_torch_kernel() else "fused"
+
+    def _has_fused_kernel(self) -> bool:
+        return False
+
+    # --- parameters per layer/direction -------------------------------------------------------
+    def _weights(self, k: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        sfx = self._suffix(*divmod(k, self.num_directions))
+        get = self.__dict__["_parameters"].get
+        return (
+            get(f"weight_ih{sfx}"),
+            get(f"weight_hh{sfx}"),
+            get(f"bias_ih{sfx}"),
+            get(f"bias_hh{sfx}"),
+        )
+
+    @property
+    def _cudnn_mode(self) -> str:
+        return type(self).__name__  # "LSTM", "GRU"; RNN overrides with RNN_TANH/RNN_RELU
+
+    def flatten_parameters(self) -> None:
+        """Lay the weights out as one contiguous cuDNN buffer, as `torch.nn.LSTM` does.
+
+        CUDA only (a no-op elsewhere); called after ``.to()``/``.cuda()``. Without it cuDNN
+        compacts the weights on every call (and warns). Peepholes are not cuDNN weights.
+        """
+        flat = self._torch_flat_weights()
+        first = flat[0]
+        if not first.is_cuda or not torch.backends.cudnn.is_acceptable(first):
+            return
+        if any(w.dtype != first.dtype or not w.is_cuda for w in flat):
+            return
+        if len({w.data_ptr() for w in flat}) != len(flat):  # aliased weights: leave them
+            return
+        from torch.backends.cudnn import rnn as cudnn_rnn
+
+        with torch.cuda.device_of(first), torch.no_grad():
+            if torch._use_cudnn_rnn_flatten_weight():
+                torch._cudnn_rnn_flatten_weight(
+                    flat,
+                    4 if self.bias else 2,
+                    self.input_size,
+                    cudnn_rnn.get_cudnn_mode(self._cudnn_mode),
+                    self.hidden_size,
+                    0,  # proj_size
+                    self.num_layers,
+                    self.batch_first,
+                    self.bidirectional,
+                )
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        self.flatten_parameters()
+        return out
+
+    def _torch_flat_weights(self) -> list[Tensor]:
+        """Weights in `torch._VF`'s order: per layer, per direction: w_ih, w_hh[, b_ih, b_hh]."""
+        flat = []
+        for k in range(self.num_layers * self.num_directions):
+            w_ih, w_hh, b_ih, b_hh = self._weights(k)
+            flat += [w_ih, w_hh] + ([b_ih, b_hh] if self.bias else [])
+        return flat
+
+    # --- validation ----------------------------------------------------------------------------
+    def _check_input(self, x: Tensor) -> None:
+        name, w = type(self).__name__, self.weight_ih_l0
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"{name}: expected input with {self.input_size} features (last dim), "
+                f"got {x.shape[-1]}"
+            )
+        if x.dtype != w.dtype:
+            raise ValueError(
+                f"{name}: expected input of dtype {w.dtype} (the parameters'), got {x.dtype}"
+            )
+        if x.device != w.device:
+            raise ValueError(
+                f"{name}: expected input on device {w.device} (the parameters'), got {x.device}"
+            )
+
+    def _check_state(self, state, batch: int, unbatched: bool) -> tuple[Tensor, ...] | None:
+        """Validate ``state`` and return it as a tuple of (L·D, B, H) tensors, or None."""
+        if state is None:
+            return None
+        name, w = type(self).__name__, self.weight_ih_l0
+        n = 2 if self._has_cell_state else 1
+        if n == 2:
+            if not isinstance(state, (tuple, list)) or len(state) != 2:
+                raise ValueError(
+                    f"{name}: expected state to be a pair (h_0, c_0) or None, "
+                    f"got {type(state).__name__}"
+                )
+            parts, names = tuple(state), ("h_0", "c_0")
+        else:
+            parts, names = (state,), ("h_0",)
+        LD = self.num_layers * self.num_directions
+        shape = (LD, self.hidden_size) if unbatched else (LD, batch, self.hidden_size)
+        for s, what in zip(parts, names):
+            if not isinstance(s, Tensor):
+                raise ValueError(f"{name}: expected {what} to be a Tensor, got {type(s).__name__}")
+            if tuple(s.shape) != shape:
+                raise ValueError(f"{name}: expected {what} of shape {shape}, got {tuple(s.shape)}")
+            if s.dtype != w.dtype:
+                raise ValueError(
+                    f"{name}: expected {what} of dtype {w.dtype} (the parameters'), got {s.dtype}"
+                )
+            if s.device != w.device:
+                raise ValueError(
+                    f"{name}: expected {what} on device {w.device} (the parameters'), "
+                    f"got {s.device}"
+                )
+        return tuple(s.unsqueeze(1) for s in parts) if unbatched else parts
+
+    def _check_lengths(self, lengths: Lengths, batch: int, steps: int) -> Tensor:
+        """Validate ``lengths`` and return it as a CPU int64 tensor (B,)."""
+        name = type(self).__name__
+        if isinstance(lengths, Tensor):
+            if lengths.dim() != 1 or lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
+                raise ValueError(
+                    f"{name}: expected lengths to be a 1-D integer tensor, "
+                    f"got {lengths.dim()}-D {lengths.dtype}"
+                )
+            lengths_cpu = lengths.to("cpu", torch.int64)  # a host sync: variable-length path only
+        else:
+            try:
+                lengths_cpu = torch.as_tensor(list(lengths), dtype=torch.int64)
+            except (TypeError, ValueError, RuntimeError):
+                raise ValueError(
+                    f"{name}: expected lengths to be a sequence of ints, got {lengths!r}"
+                ) from None
+            if lengths_cpu.dim() != 1:
+                raise ValueError(
+                    f"{name}: expected lengths to be a flat sequence of ints, got {lengths!r}"
+                )
+        if lengths_cpu.numel() != batch:
+            raise ValueError(
+                f"{name}: expected {batch} lengths (one per sequence), got {lengths_cpu.numel()}"
+            )
+        if batch and (int(lengths_cpu.min()) <= 0 or int(lengths_cpu.max()) > steps):
+            raise ValueError(
+                f"{name}: expected every length in [1, {steps}] (T = {steps}), got "
+                f"min {int(lengths_cpu.min())}, max {int(lengths_cpu.max())}"
+            )
+        return lengths_cpu
+
+    # --- forward -------------------------------------------------------------------------------
+    def forward(self, x, state=None, lengths: Lengths | None = None):
+        """Run the layer: ``y, state = layer(x, state=None, lengths=None)``.
+
+        Args:
+            x: (T, B, C), or (B, T, C) with batch_first, or unbatched (T, C); or a PackedSequence.
+            state: initial state, (L·D, B, H) per tensor (LSTM: a pair (h_0, c_0)); None = zeros.
+            lengths: valid steps per sequence, (B,) ints in [1, T], with padded x; None = all T.
+        Returns:
+            y: (T, B, D·H) (batch_first: (B, T, D·H)), zero at padded steps; a PackedSequence for
+            a PackedSequence input. state: h_n (L·D, B, H) (LSTM: (h_n, c_n)).
+        """
+        name = type(self).__name__
+        if isinstance(x, PackedSequence):
+            if lengths is not None:
+                raise ValueError(
+                    f"{name}: expected lengths=None with a PackedSequence (it carries its lengths)"
+                )
+            return self._forward_packed(x, state)
+        if not isinstance(x, Tensor):
+            raise ValueError(
+                f"{name}: expected input to be a Tensor or PackedSequence, got {type(x).__name__}"
+            )
+        if x.dim() not in (2, 3):
+            raise ValueError(
+                f"{name}: expected input of shape (T, B, C), (B, T, C) or (T, C), "
+                f"got {tuple(x.shape)}"
+            )
+        self._check_input(x)
+        unbatched = x.dim() == 2
+        if unbatched:
+            x = x.unsqueeze(0 if self.batch_first else 1)
+        T, B = (x.shape[1], x.shape[0]) if self.batch_first else (x.shape[0], x.shape[1])
+        hx = self._check_state(state, B, unbatched)
+        if lengths is not None:
+            lengths = self._check_lengths(lengths, B, T)
+
+        impl = self.implementation
+        if impl == "torch":
+            if lengths is None:
+                y, hn = self._torch_call(x, None, hx, self.batch_first)
+            else:
+                packed = pack_padded_sequence(x, lengths, self.batch_first, enforce_sorted=False)
+                y, hn = self._torch_packed(packed, hx)
+                y = pad_packed_sequence(y, self.batch_first, total_length=T)[0]
+        else:
+            xt = x.transpose(0, 1) if self.batch_first else x
+            y, hn = self._run_own(xt, hx, lengths, impl)
+            y = y.transpose(0, 1) if self.batch_first else y
+        if unbatched:
+            y = y.squeeze(0 if self.batch_first else 1)
+            hn = tuple(s.squeeze(1) for s in hn)
+        return y, self._pack_state(hn)
+
+    def _pack_state(self, hn: tuple[Tensor, ...]):
+        return hn if self._has_cell_state else hn[0]
+
+    def _forward_packed(self, packed: PackedSequence, state):
+        name = type(self).__name__
+        if packed.data.dim() != 2:
+            raise ValueError(
+                f"{name}: expected PackedSequence data of shape (N, C), "
+                f"got {tuple(packed.data.shape)}"
+            )
+        self._check_input(packed.data)
+        B = int(packed.batch_sizes[0])
+        hx = self._check_state(state, B, False)
+        impl = self.implementation
+        if impl == "torch":
+            y, hn = self._torch_packed(packed, hx)
+            return y, self._pack_state(hn)
+        padded, lengths = pad_packed_sequence(packed)  # (T, B, C) in the caller's batch order
+        y, hn = self._run_own(padded, hx, lengths, impl)
+        order = packed.sorted_indices
+        y_sorted = y if order is None else y.index_select(1, order)
+        lengths_sorted = lengths if order is None else lengths.index_select(0, order.cpu())
+        data = pack_padded_sequence(y_sorted, lengths_sorted, enforce_sorted=True).data
+        y = PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+        return y, self._pack_state(hn)
+
+    def _torch_packed(self, packed: PackedSequence, hx):
+        """Run `torch._VF` on a PackedSequence; state in the caller's batch order."""
+        if hx is not None and packed.sorted_indices is not None:
+            hx = tuple(s.index_select(1, packed.sorted_indices) for s in hx)
+        data, hn = self._torch_call(packed.data, packed.batch_sizes, hx, False)
+        if packed.unsorted_indices is not None:
+            hn = tuple(s.index_select(1, packed.unsorted_indices) for s in hn)
+        y = PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+        return y, hn
+
+    def _zeros_state(self, x: Tensor, batch: int) -> tuple[Tensor, ...]:
+        LD = self.num_layers * self.num_directions
+        z = torch.zeros(LD, batch, self.hidden_size, dtype=x.dtype, device=x.device)
+        return (z, z) if self._has_cell_state else (z,)
+
+    def _torch_call(self, x, batch_sizes, hx, batch_first):
+        """`torch._VF.lstm/gru/rnn_*` on a padded (batch_sizes None) or packed input."""
+        raise NotImplementedError
+
+    def _run_own(self, x: Tensor, hx, lengths: Tensor | None, impl: str):
+        """Reference/fused path on time-major x (T, B, C): stacks layers and directions."""
+        T, B = x.shape[0], x.shape[1]
+        hx = self._zeros_state(x, B) if hx is None else hx
+        D = self.num_directions
+        valid = rev_index = None
+        if lengths is not None:
+            lengths = lengths.to(x.device)
+            steps = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
+            valid = steps < lengths  # (T, B)
+            # Reverse each sequence within its own length; padded steps stay where they are.
+            rev_index = torch.where(valid, lengths - 1 - steps, steps)  # (T, B), an involution
+            # Padding may hold anything (NaN too); zero it so no step sees it.
+            x = torch.where(valid.unsqueeze(2), x, x.new_zeros(()))
+
+        def reverse(t: Tensor) -> Tensor:
+            if rev_index is None:
+                return t.flip(0)
+            return t.gather(0, rev_index.unsqueeze(2).expand_as(t))
+
+        direction = self._fused_direction if impl == "fused" else self._reference_direction
+        layer_input, finals = x, []
+        for layer in range(self.num_layers):
+            if layer > 0 and self.dropout > 0 and self.training:
+                # Between layers only (Zaremba et al. 2014): never on the recurrent state.
+                layer_input = F.dropout(layer_input, self.dropout, training=True)
+            outs = []
+            for d in range(D):
+                k = layer * D + d
+                xin = reverse(layer_input) if d else layer_input
+                y, final = direction(xin, tuple(s[k] for s in hx), k, valid, lengths)
+                outs.append(reverse(y) if d else y)
+                finals.append(final)
+            layer_input = torch.cat(outs, 2) if D == 2 else outs[0]
+        hn = tuple(torch.stack([f[i] for f in finals]) for i in range(len(hx)))
+        return layer_input, hn
+
+    def _reference_direction(self, x, state, k, valid, lengths):
+        """One layer/direction by the reference loop; returns y (T, B, H) and the final state."""
+        w_ih, _, b_ih, _ = self._weights(k)
+        x_proj = F.linear(x, w_ih, b_ih)  # (T, B, G·H): the input projection as one GEMM
+        ys = []
+        for t in range(x.shape[0]):
+            new = self._step(x_proj[t], state, k)
+            if valid is None:
+                state = new
+                ys.append(new[0])
+            else:  # padded steps keep the state and output zeros
+                m = valid[t].unsqueeze(1)  # (B, 1)
+                state = tuple(torch.where(m, n, s) for n, s in zip(new, state))
+                ys.append(torch.where(m, new[0], new[0].new_zeros(())))
+        return torch.stack(ys), state
+
+    def _step(self, x_proj: Tensor, state: tuple[Tensor, ...], k: int) -> tuple[Tensor, ...]:
+        raise NotImplementedError
+
+    def _fused_direction(self, x, state, k, valid, lengths):
+        raise NotImplementedError
+
+
+class LSTM(_RNNBase):
+    """Multi-layer LSTM, `torch.nn.LSTM`'s interface plus variants and an implementation switch.
+
+    ``y, (h_n, c_n) = lstm(x, state=None, lengths=None)`` — see `_RNNBase.forward` and the
+    module docstring for shapes, variable lengths and the implementations.
+
+    Args:
+        input_size (C), hidden_size (H), num_layers (L), bias, batch_first, bidirectional:
+            as `torch.nn.LSTM` (no proj_size).
+        dropout: dropout on the outputs of each layer except the last (Zaremba et al. 2014), in
+            training mode only; never on the recurrent state. Dropout on the network's input
+            and on the last layer's output is the caller's job (the language model does it).
+        forget_bias: constant added to the forget gate (TensorFlow's BasicLSTMCell), not stored.
+        peephole: diagonal peepholes (Gers & Schmidhuber 2000), parameters
+            ``weight_ci_l{k}``, ``weight_cf_l{k}``, ``weight_co_l{k}`` (H,) (+ ``_reverse``).
+        coupled: CIFG, i_t = 1 − f_t. The input-gate rows stay in the 4H-row weights (so the
+            layout is nn.LSTM's) but are unused and get zero gradient; no ``weight_ci``.
+        impl: "auto" (torch's fused kernel for the standard cell, forget_bias folded into the
+            bias; the fused kernel for peephole/coupled), "fused" (the hand-written kernel
+            `unroll.kernels.lstm_fused`, every variant) or "reference" (the loop over
+            `unroll.cells.lstm_step`). All three give the same numbers to rounding.
+    """
+
+    _gates = 4
+    _has_cell_state = True
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        forget_bias: float = 0.0,
+        peephole: bool = False,
+        coupled: bool = False,
+        impl: str = "auto",
+        device=None,
+        dtype=None,
+    ) -> None:
+        self.forget_bias = float(forget_bias)
+        self.peephole, self.coupled = bool(peephole), bool(coupled)
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            impl,
+            device,
+            dtype,
+        )
+        # forget_bias on the f rows, folded into the bias at call time (a buffer so it follows
+        # .to(); not persistent, so the state_dict stays nn.LSTM's).
+        fb = torch.zeros(4 * hidden_size, device=device, dtype=dtype)
+        fb[hidden_size : 2 * hidden_size] = self.forget_bias
+        self.register_buffer("_forget_bias_rows", fb, persistent=False)
+        self.reset_parameters()
+
+    def _extra_parameters(self, sfx: str, kw: dict) -> None:
+        if self.peephole:
+            names = (
+                ("weight_cf", "weight_co")
+                if self.coupled
+                else ("weight_ci", "weight_cf", "weight_co")
+            )
+            for n in names:
+                self.register_parameter(
+                    f"{n}{sfx}", nn.Parameter(torch.empty(self.hidden_size, **kw))
+                )
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        if self.forget_bias:
+            s += f", forget_bias={self.forget_bias}"
+        if self.peephole:
+            s += ", peephole=True"
+        if self.coupled:
+            s += ", coupled=True"
+        return s
+
+    def _uses_torch_kernel(self) -> bool:
+        return not (self.peephole or self.coupled)
+
+    def _has_fused_kernel(self) -> bool:
+        return True
+
+    def _peepholes(self, k: int) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        sfx = self._suffix(*divmod(k, self.num_directions))
+        get = self.__dict__["_parameters"].get
+        return get(f"weight_ci{sfx}"), get(f"weight_cf{sfx}"), get(f"weight_co{sfx}")
+
+    def _torch_call(self, x, batch_sizes, hx, batch_first):
+        flat, has_bias = self._torch_flat_weights(), self.bias
+        if self.forget_bias:  # fold the constant into bias_ih of every layer/direction
+            fb, folded = self._forget_bias_rows, []
+            for k in range(self.num_layers * self.num_directions):
+                w_ih, w_hh, b_ih, b_hh = self._weights(k)
+                if self.bias:
+                    folded += [w_ih, w_hh, b_ih + fb, b_hh]
+                else:
+                    folded += [w_ih, w_hh, fb, torch.zeros_like(fb)]
+            flat, has_bias = folded, True
+        if hx is None:
+            B = x.shape[0] if batch_first else x.shape[1]
+            if batch_sizes is not None:
+                B = int(batch_sizes[0])
+            hx = self._zeros_state(x, B)
+        if self.forget_bias and x.is_cuda:
+            # The folded bias is a fresh tensor, so cuDNN compacts the weights on each call and
+            # says so: the (small) price of an unstored forget_bias.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "RNN module weights are not part of single")
+                return self._torch_lstm(x, batch_sizes, hx, flat, has_bias, batch_first)
+        return self._torch_lstm(x, batch_sizes, hx, flat, has_bias, batch_first)
+
+    def _torch_lstm(self, x, batch_sizes, hx, flat, has_bias, batch_first):
+        if batch_sizes is None:
+            y, h, c = torch._VF.lstm(
+                x,
+                hx,
+                flat,
+                has_bias,
+                self.num_layers,
+                self.dropout,
+                self.training,
+                self.bidirectional,
+                batch_first,
+            )
+        else:
+            y, h, c = torch._VF.lstm(
+                x,
+                batch_sizes,
+                hx,
+                flat,
+                has_bias,
+                self.num_layers,
+                self.dropout,
+                self.training,
+                self.bidirectional,
+            )
+        return y, (h, c)
+
+    def _step(self, x_proj, state, k):
+        _, w_hh, _, b_hh = self._weights(k)
+        return lstm_step(
+            x_proj,
+            state[0],
+            state[1],
+            w_hh,
+            b_hh,
+            *self._peepholes(k),
+            self.forget_bias,
+            self.coupled,
+        )
+
+    def _fused_direction(self, x, state, k, valid, lengths):
+        w_ih, w_hh, b_ih, b_hh = self._weights(k)
+        y, h, c = lstm_sequence(
+            x,
+            state[0],
+            state[1],
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+            *self._peepholes(k),
+            forget_bias=self.forget_bias,
+            coupled=self.coupled,
+            lengths=lengths,
+        )
+        return y, (h, c)
+
+
+class GRU(_RNNBase):
+    """Multi-layer GRU, `torch.nn.GRU`'s interface (equations in `unroll.cells.gru`).
+
+    ``y, h_n = gru(x, state=None, lengths=None)``. Arguments as `torch.nn.GRU`; dropout only
+    between layers in training mode (never on the recurrent state; input/output dropout is the
+    caller's). impl: "auto" and "fused" run torch's fused kernel (cuDNN/oneDNN), "reference" the
+    loop over `unroll.cells.gru_step` — the GRU has no variants, so the math is always PyTorch's.
+    """
+
+    _gates = 3
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        impl: str = "auto",
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            impl,
+            device,
+            dtype,
+        )
+        self.reset_parameters()
+
+    def _torch_call(self, x, batch_sizes, hx, batch_first):
+        flat = self._torch_flat_weights()
+        if hx is None:
+            B = int(batch_sizes[0]) if batch_sizes is not None else x.shape[0 if batch_first else 1]
+            hx = self._zeros_state(x, B)
+        if batch_sizes is None:
+            y, h = torch._VF.gru(
+                x,
+                hx[0],
+                flat,
+                self.bias,
+                self.num_layers,
+                self.dropout,
+                self.training,
+                self.bidirectional,
+                batch_first,
+            )
+        else:
+            y, h = torch._VF.gru(
+                x,
+                batch_sizes,
+                hx[0],
+                flat,
+                self.bias,
+                self.num_layers,
+                self.dropout,
+                self.training,
+                self.bidirectional,
+            )
+        return y, (h,)
+
+    def _step(self, x_proj, state, k):
+        _, w_hh, _, b_hh = self._weights(k)
+        return (gru_step(x_proj, state[0], w_hh, b_hh),)
+
+
+class RNN(_RNNBase):
+    """Multi-layer Elman RNN, `torch.nn.RNN`'s interface.
+
+    h_t = φ(W_ih·x_t + b_ih + W_hh·h_{t-1} + b_hh), φ = tanh or relu.
+
+    ``y, h_n = rnn(x, state=None, lengths=None)``. ``nonlinearity`` is "tanh" or "relu"; other
+    arguments and impl as `GRU`.
+    """
+
+    _gates = 1
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        impl: str = "auto",
+        device=None,
+        dtype=None,
+    ) -> None:
+        if nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"RNN: expected nonlinearity 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            impl,
+            device,
+            dtype,
+        )
+        self.reset_parameters()
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s + (f", nonlinearity={self.nonlinearity!r}" if self.nonlinearity != "tanh" else "")
+
+    @property
+    def _cudnn_mode(self) -> str:
+        return "RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU"
+
+    def _torch_call(self, x, batch_sizes, hx, batch_first):
+        flat = self._torch_flat_weights()
+        fn = torch._VF.rnn_tanh if self.nonlinearity == "tanh" else torch._VF.rnn_relu
+        if hx is None:
+            B = int(batch_sizes[0]) if batch_sizes is not None else x.shape[0 if batch_first else 1]
+            hx = self._zeros_state(x, B)
+        if batch_sizes is None:
+            y, h = fn(
+                x,
+                hx[0],
+                flat,
+                self.bias,
+                self.num_layers,
+                self.dropout,
+                self.training,
+                self.bidirectional,
+                batch_first,
+            )
+        else:
+            y, h = fn(
+                x,
+                batch_sizes,
+                hx[0],
+                flat,
+                self.bias,
+                self.num_layers,
+                self.dropout,
+                self.training,
+                self.bidirectional,
+            )
+        return y, (h,)
+
+    def _step(self, x_proj, state, k):
+        _, w_hh, _, b_hh = self._weights(k)
+        return (rnn_step(x_proj, state[0], w_hh, b_hh, self.nonlinearity),)

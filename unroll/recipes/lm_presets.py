@@ -1,0 +1,110 @@
+"""Language-model presets, as data: each maps `LMConfig` fields to values.
+
+The ``ptb-*`` presets are the configurations of Zaremba, Sutskever & Vinyals 2014, "Recurrent
+Neural Network Regularization" (Small / Medium / Large), value for value as in TensorFlow's
+``ptb_word_lm.py`` tutorial; ``ptb-test`` is that tutorial's tiny smoke-test config. ``demo``
+and ``char-demo`` train on the corpus embedded in every Python installation (no download)
+and are sized to finish in about two minutes on two CPU cores.
+
+Fields not named here keep `LMConfig`'s defaults; ``vocab_size`` comes from the data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Zaremba et al. 2014, table "Small" (non-regularized): test perplexity 114.5.
+    "ptb-small": dict(
+        data="ptb",
+        init_scale=0.1,
+        learning_rate=1.0,
+        max_grad_norm=5.0,
+        num_layers=2,
+        num_steps=20,
+        hidden_size=200,
+        max_epoch=4,
+        max_max_epoch=13,
+        keep_prob=1.0,
+        lr_decay=0.5,
+        batch_size=20,
+    ),
+    # "Medium" regularized LSTM: test perplexity 82.7.
+    "ptb-medium": dict(
+        data="ptb",
+        init_scale=0.05,
+        learning_rate=1.0,
+        max_grad_norm=5.0,
+        num_layers=2,
+        num_steps=35,
+        hidden_size=650,
+        max_epoch=6,
+        max_max_epoch=39,
+        keep_prob=0.5,
+        lr_decay=0.8,
+        batch_size=20,
+    ),
+    # "Large" regularized LSTM: test perplexity 78.4.
+    "ptb-large": dict(
+        data="ptb",
+        init_scale=0.04,
+        learning_rate=1.0,
+        max_grad_norm=10.0,
+        num_layers=2,
+        num_steps=35,
+        hidden_size=1500,
+        max_epoch=14,
+        max_max_epoch=55,
+        keep_prob=0.35,
+        lr_decay=1 / 1.15,
+        batch_size=20,
+    ),
+    # The tutorial's "test" config: checks that everything runs, learns next to nothing.
+    "ptb-test": dict(
+        data="ptb",
+        init_scale=0.1,
+        learning_rate=1.0,
+        max_grad_norm=1.0,
+        num_layers=1,
+        num_steps=2,
+        hidden_size=2,
+        max_epoch=1,
+        max_max_epoch=1,
+        keep_prob=1.0,
+        lr_decay=0.5,
+        batch_size=20,
+    ),
+    # Word level on the embedded pydoc corpus; about two minutes on two CPU cores.
+    "demo": dict(
+        data=None,
+        init_scale=0.1,
+        learning_rate=1.0,
+        max_grad_norm=5.0,
+        num_layers=2,
+        num_steps=20,
+        hidden_size=200,
+        max_epoch=2,
+        max_max_epoch=4,
+        keep_prob=1.0,
+        lr_decay=0.5,
+        batch_size=20,
+    ),
+    # Character level on the embedded corpus.
+    "char-demo": dict(
+        data=None,
+        level="char",
+        init_scale=0.1,
+        learning_rate=1.0,
+        max_grad_norm=5.0,
+        num_layers=2,
+        num_steps=50,
+        hidden_size=200,
+        max_epoch=2,
+        max_max_epoch=3,
+        keep_prob=1.0,
+        lr_decay=0.5,
+        batch_size=20,
+    ),
+}
+
+DEFAULT_PRESET = "demo"
