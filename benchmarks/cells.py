@@ -1,12 +1,13 @@
 """Forward+backward time of unroll's recurrent layers vs torch.nn.LSTM/GRU/RNN.
 
 Prints ONE JSON line: the machine, then per shape the median milliseconds of one training step
-(forward, sum of outputs, backward) for torch.nn.LSTM and every unroll.LSTM variant under each
+(forward, ``y.sum()``, backward) for torch.nn.LSTM and every unroll.LSTM variant under each
 implementation, plus GRU/RNN vs torch, with ratios to torch.nn.LSTM (to torch.nn.GRU/RNN for
-those). Shapes are the PTB Small/Medium language models (Zaremba et al. 2014)::
+those). Shapes are the PTB Small/Medium language models (Zaremba et al. 2014), 2 layers::
 
     python benchmarks/cells.py                 # all cores, CPU
     python benchmarks/cells.py --threads 2     # the issue's 2-core target
+    python benchmarks/cells.py --threads 1 --clock thread   # CPU time: steadier on a busy box
     python benchmarks/cells.py --device cuda --quick
 """
 
@@ -34,6 +35,7 @@ VARIANTS = {
     "coupled": {"coupled": True},
     "peephole+coupled": {"peephole": True, "coupled": True},
 }
+CLOCKS = {"wall": time.perf_counter, "thread": time.thread_time}
 
 
 def _sync(device: torch.device) -> None:
@@ -52,7 +54,7 @@ def make_step(module: torch.nn.Module, x: torch.Tensor):
     return step
 
 
-def time_cases(cases: dict, device: torch.device, warmup: int, repeats: int) -> dict[str, float]:
+def time_cases(cases: dict, device: torch.device, warmup: int, repeats: int, clock) -> dict:
     """Median ms per case. Repeats go round-robin over the cases so that load from other
     processes (a shared machine) drifts over all of them alike instead of biasing one."""
     for step in cases.values():
@@ -62,14 +64,14 @@ def time_cases(cases: dict, device: torch.device, warmup: int, repeats: int) -> 
     for _ in range(repeats):
         for key, step in cases.items():
             _sync(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             step()
             _sync(device)
-            times[key].append((time.perf_counter() - t0) * 1e3)
+            times[key].append((clock() - t0) * 1e3)
     return {key: statistics.median(ts) for key, ts in times.items()}
 
 
-def bench_shape(name: str, device: torch.device, warmup: int, repeats: int) -> dict:
+def bench_shape(name: str, device: torch.device, warmup: int, repeats: int, clock) -> dict:
     T, B, H, L = SHAPES[name]
     torch.manual_seed(0)
     x = torch.randn(T, B, H, device=device)
@@ -77,20 +79,16 @@ def bench_shape(name: str, device: torch.device, warmup: int, repeats: int) -> d
     modules["torch.nn.LSTM"] = (torch.nn.LSTM(H, H, L), "torch.nn.LSTM")
     for variant, kw in VARIANTS.items():
         for impl in ("auto", "fused", "reference"):
-            modules[f"LSTM/{variant}/{impl}"] = (
-                unroll.LSTM(H, H, L, impl=impl, **kw),
-                "torch.nn.LSTM",
-            )
+            lstm = unroll.LSTM(H, H, L, impl=impl, **kw)
+            modules[f"LSTM/{variant}/{impl}"] = (lstm, "torch.nn.LSTM")
     for cls, torch_cls in ((unroll.GRU, torch.nn.GRU), (unroll.RNN, torch.nn.RNN)):
         base = f"torch.nn.{cls.__name__}"
         modules[base] = (torch_cls(H, H, L), base)
         for impl in ("auto", "reference"):
             modules[f"{cls.__name__}/{impl}"] = (cls(H, H, L, impl=impl), base)
     cases = {key: make_step(m.to(device), x) for key, (m, _) in modules.items()}
-    ms = time_cases(cases, device, warmup, repeats)
-    ratios = {
-        key: round(ms[key] / ms[base], 3) for key, (_, base) in modules.items() if key != base
-    }
+    ms = time_cases(cases, device, warmup, repeats, clock)
+    ratios = {k: round(ms[k] / ms[base], 3) for k, (_, base) in modules.items() if k != base}
     return {
         "T": T,
         "B": B,
@@ -100,6 +98,17 @@ def bench_shape(name: str, device: torch.device, warmup: int, repeats: int) -> d
         "ms": {key: round(v, 3) for key, v in ms.items()},
         "ratio_to_torch": ratios,
     }
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -113,12 +122,21 @@ def main(argv: list[str] | None = None) -> None:
         "--repeats", type=int, default=None, help="timed repeats per case (default 10, quick 3)"
     )
     parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall (default), or thread: CPU time of this thread, steadier on a busy shared "
+        "machine, meaningful only with --threads 1 on CPU",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="fast check: small shape, 1 warm-up, 3 repeats"
     )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
+    if args.clock == "thread" and (device.type != "cpu" or args.threads != 1):
+        parser.error("--clock thread: needs --device cpu and --threads 1")
     shapes = ["small"] if args.quick else [s for s in args.shapes.split(",") if s]
     for s in shapes:
         if s not in SHAPES:
@@ -130,16 +148,16 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "cells",
         "machine": {
             "cpu_count": os.cpu_count(),
+            "cpu": cpu_model(),
             "threads": torch.get_num_threads(),
-            "processor": platform.processor() or platform.machine(),
             "torch": torch.__version__,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "mkldnn": torch.backends.mkldnn.is_available(),
+            "load_average": [round(v, 2) for v in os.getloadavg()],
         },
         "warmup": warmup,
         "repeats": repeats,
-        "metric": "median ms of forward+backward (y.sum().backward())",
-        "shapes": {s: bench_shape(s, device, warmup, repeats) for s in shapes},
+        "metric": f"median ms ({args.clock} clock) of forward + backward of y.sum()",
+        "shapes": {s: bench_shape(s, device, warmup, repeats, CLOCKS[args.clock]) for s in shapes},
     }
     print(json.dumps(result))
 

@@ -155,3 +155,29 @@ def test_cuda_matches_cpu():
     )
     for a, b in zip(cpu, gpu):
         torch.testing.assert_close(a.detach(), b.cpu())
+
+
+@pytest.mark.parametrize("peephole,coupled", [(False, False), (True, True)])
+def test_float32_large_hidden_onednn_path_close_to_reference(peephole, coupled):
+    """H >= 512 in float32 on CPU takes the prepacked oneDNN recurrent GEMM (when available)."""
+    torch.manual_seed(0)
+    Tl, Bl, Hl = 3, 2, 512
+    x, h0, c0 = torch.randn(Tl, Bl, 8), torch.randn(Bl, Hl), torch.randn(Bl, Hl)
+    params = [torch.randn(4 * Hl, 8) * 0.05, torch.randn(4 * Hl, Hl) * 0.05]
+    params += [torch.randn(4 * Hl) * 0.1, torch.randn(4 * Hl) * 0.1]
+    params += [torch.randn(Hl) * 0.1 for _ in range(3)] if peephole else [None] * 3
+    leaves = [x, h0, c0] + [p for p in params if p is not None]
+    for t in leaves:
+        t.requires_grad_(True)
+    probe = torch.randn(Tl, Bl, Hl)
+    results = []
+    for fn in (lstm_sequence, reference_sequence):
+        for t in leaves:
+            t.grad = None
+        kw = {"forget_bias": 1.0, "coupled": coupled}
+        y, h, c = fn(x, h0, c0, *params, **kw)
+        ((y * probe).sum() + h.sum() + c.sum()).backward()
+        grads = [torch.zeros_like(t) if t.grad is None else t.grad.clone() for t in leaves]
+        results.append([y.detach(), h.detach(), c.detach()] + grads)
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

@@ -404,3 +404,40 @@ def test_inference_mode_and_no_grad():
             torch.testing.assert_close(lstm(x)[0], want)
         with torch.no_grad():
             torch.testing.assert_close(lstm(x)[0], want)
+
+
+def test_module_conversion_and_autocast():
+    torch.manual_seed(0)
+    lstm = unroll.LSTM(C, H, 2, forget_bias=1.0).double()  # the forget-bias buffer follows
+    ref = unroll.LSTM(C, H, 2, forget_bias=1.0, impl="reference", dtype=D)
+    ref.load_state_dict(lstm.state_dict())
+    torch.testing.assert_close(lstm(make_x())[0], ref(make_x())[0])
+    # autocast: the fused kernel computes in the parameters' dtype
+    fused = unroll.LSTM(C, H, 2, peephole=True, impl="fused")
+    x = make_x().float()
+    want = fused(x)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fused(x)[0]
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want)
+
+
+class _Half(torch.nn.Module):
+    def forward(self, w):
+        return 0.5 * w
+
+
+@pytest.mark.parametrize("impl", ["reference", "fused", "auto"])
+def test_parametrized_weight_is_used(impl):
+    """Weight drop and friends are parametrizations: the layer must read the computed weight."""
+    torch.manual_seed(0)
+    a = unroll.LSTM(C, H, 2, impl=impl, dtype=D)
+    b = unroll.LSTM(C, H, 2, impl=impl, dtype=D)
+    b.load_state_dict(a.state_dict())
+    torch.nn.utils.parametrize.register_parametrization(a, "weight_hh_l1", _Half())
+    with torch.no_grad():
+        b.weight_hh_l1.mul_(0.5)
+    x = make_x()
+    torch.testing.assert_close(a(x)[0], b(x)[0])
+    a(x)[0].sum().backward()
+    assert a.parametrizations.weight_hh_l1.original.grad is not None

@@ -11,6 +11,7 @@ TINY = [
     "--device",
     "cpu",
     "--quiet",
+    "threads=1",
     "hidden_size=8",
     "num_layers=1",
     "num_steps=4",

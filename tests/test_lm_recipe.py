@@ -54,6 +54,7 @@ def tiny_config(**kw) -> LMConfig:
         lr_decay=0.5,
         device="cpu",
         seed=3,
+        threads=1,  # tiny models on a shared CPU: one thread is many times faster
     )
     return dataclasses.replace(base, **kw)
 
@@ -115,6 +116,10 @@ def test_resume_gives_exactly_the_uninterrupted_parameters(corpus_dir, tmp_path)
         (m["epoch"], m["train_ppl"], m["valid_ppl"]) for m in mb
     ]
     assert len((tmp_path / "b" / "command.txt").read_text().splitlines()) == 2
+    # resuming a finished run trains nothing more and reports the same numbers
+    again = train(config, resume=tmp_path / "b", quiet=True)
+    assert (again["train_ppl"], again["test_ppl"]) == (straight["train_ppl"], straight["test_ppl"])
+    assert len(read_metrics(tmp_path / "b")) == 2
 
 
 def test_resume_refuses_changes_that_break_exactness(trained):
@@ -229,7 +234,9 @@ def test_max_steps_per_epoch_bf16_and_char_level(corpus_dir, tmp_path):
     config = tiny_config(
         max_max_epoch=1, max_steps_per_epoch=3, precision="bf16", level="char", num_steps=8
     )
+    threads = torch.get_num_threads()
     result = train(config, data=str(corpus_dir), out=tmp_path / "r", quiet=True)
+    assert torch.get_num_threads() == threads  # restored after the run
     (m,) = read_metrics(tmp_path / "r")
     assert m["tokens"] == 3 * 4 * 8
     assert math.isfinite(result["test_ppl"])

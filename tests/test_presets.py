@@ -8,10 +8,19 @@ from unroll.errors import UserError
 from unroll.recipes.lm import LMConfig, format_presets, get_preset, lr_at, validate_config
 from unroll.recipes.lm_presets import PRESETS
 
-TABLE_FIELDS = (
-    "init_scale learning_rate max_grad_norm num_layers num_steps hidden_size max_epoch "
-    "max_max_epoch keep_prob lr_decay batch_size"
-).split()
+TABLE_FIELDS = [
+    "init_scale",
+    "learning_rate",
+    "max_grad_norm",
+    "num_layers",
+    "num_steps",
+    "hidden_size",
+    "max_epoch",
+    "max_max_epoch",
+    "keep_prob",
+    "lr_decay",
+    "batch_size",
+]
 
 # The table (= TensorFlow ptb_word_lm.py SmallConfig/MediumConfig/LargeConfig/TestConfig).
 TABLE = {

@@ -165,3 +165,15 @@ def test_synthetic_series_is_deterministic_and_seasonal():
     y = a.target
     # one season apart differs far less than half a season apart
     assert np.abs(y[24:] - y[:-24]).mean() < 0.5 * np.abs(y[12:] - y[:-12]).mean()
+
+
+def test_embedded_co2_gaps_are_interpolated():
+    pytest.importorskip("statsmodels")
+    from unroll.data.timeseries import load_series
+
+    s = load_series("co2")
+    assert len(s) == 2284 and s.season == 52 and s.columns == ["co2"]
+    assert np.isfinite(s.values).all()
+    assert s.time[0] == "1958-03-29" and s.time[-1] == "2001-12-29"
+    with pytest.raises(UserError, match="CSV files only"):
+        load_series("co2", target="x")

@@ -24,6 +24,12 @@ Variable lengths: pass a PackedSequence (a PackedSequence comes back) or ``lengt
 padded x (any order, as enforce_sorted=False). Padded steps never change the state; outputs there
 are zero; the reverse direction starts at each sequence's own last step; the final state is the
 state after each sequence's last valid step.
+
+``layer.implementation`` says what actually runs ("torch", "fused" or "reference").
+CUDA-graph capture: the fixed-length forward (no lengths, no PackedSequence) does no host sync
+and no value-dependent Python branching, and allocates no parameters; variable lengths read
+the lengths on the host (as `pack_padded_sequence` does). Weights are read with getattr, so a
+parametrization (e.g. weight drop on ``weight_hh_l0``) is honoured by every implementation.
 """
 
 from __future__ import annotations
@@ -155,7 +161,11 @@ class _RNNBase(nn.Module):
     # --- parameters per layer/direction -------------------------------------------------------
     def _weights(self, k: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         sfx = self._suffix(*divmod(k, self.num_directions))
-        get = self.__dict__["_parameters"].get
+
+        # getattr, not _parameters: a parametrized weight (e.g. weight drop) is computed here.
+        def get(name: str) -> Tensor | None:
+            return getattr(self, name, None)
+
         return (
             get(f"weight_ih{sfx}"),
             get(f"weight_hh{sfx}"),
@@ -177,7 +187,9 @@ class _RNNBase(nn.Module):
         first = flat[0]
         if not first.is_cuda or not torch.backends.cudnn.is_acceptable(first):
             return
-        if any(w.dtype != first.dtype or not w.is_cuda for w in flat):
+        if any(
+            not isinstance(w, nn.Parameter) or w.dtype != first.dtype or not w.is_cuda for w in flat
+        ):
             return
         if len({w.data_ptr() for w in flat}) != len(flat):  # aliased weights: leave them
             return
@@ -544,8 +556,9 @@ class LSTM(_RNNBase):
 
     def _peepholes(self, k: int) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         sfx = self._suffix(*divmod(k, self.num_directions))
-        get = self.__dict__["_parameters"].get
-        return get(f"weight_ci{sfx}"), get(f"weight_cf{sfx}"), get(f"weight_co{sfx}")
+        return tuple(
+            getattr(self, f"{n}{sfx}", None) for n in ("weight_ci", "weight_cf", "weight_co")
+        )
 
     def _torch_call(self, x, batch_sizes, hx, batch_first):
         flat, has_bias = self._torch_flat_weights(), self.bias

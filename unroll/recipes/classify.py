@@ -756,7 +756,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             default=None,
             help=helps.get(name, f"default {default}"),
         )
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (after the options)"
+    )
     p.set_defaults(func=_cmd_classify)
 
     e = subparsers.add_parser(

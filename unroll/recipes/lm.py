@@ -6,9 +6,10 @@ One explicit training loop, as TensorFlow's ``ptb_word_lm.py`` tutorial:
 * loss = sum over time steps of the batch-mean cross-entropy (`unroll.models.lm.lm_loss`);
 * gradients clipped to global norm ``max_grad_norm``;
 * the LSTM state carried (detached) from one BPTT window to the next, zero at each epoch start;
-* validation perplexity after every epoch, in the training batch layout; test perplexity at the
-  end with batch size 1 and the state carried through the whole test stream — the tutorial's
-  batch-1 x step-1 evaluation, run in long chunks (the numbers are the same).
+* validation perplexity after every epoch, in the training batch layout; at the end, the test
+  perplexity of the best-validation checkpoint with batch size 1 and the state carried through
+  the whole test stream — the tutorial's batch-1 x step-1 evaluation, run in long chunks (the
+  numbers are the same).
 
 The training step (`make_train_step`) is one function doing forward, loss, backward, clipping
 and the optimizer step on fixed-shape device tensors, with no host synchronisation: losses are
@@ -27,8 +28,9 @@ import dataclasses
 import math
 import sys
 import time
+import typing
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -53,6 +55,7 @@ from unroll.training import (
     set_rng_state,
 )
 from unroll.training.checkpoint import find_checkpoint
+from unroll.training.metrics import read_metrics
 from unroll.training.rundir import default_run_dir
 
 KIND = "unroll.lm"
@@ -86,16 +89,17 @@ class LMConfig:
     # -- beyond the table --
     tie_weights: bool = False  # share embedding and softmax weights (needs embedding == hidden)
     eval_batch_size: int = 1  # test evaluation: 1 = the state carried through the whole stream
-    eval_num_steps: int = 400  # evaluation chunk length (any value gives the same perplexity)
+    eval_num_steps: int = 400  # evaluation chunk length, at most (the perplexity is the same)
     max_steps_per_epoch: int | None = None  # cap the training batches per epoch (smoke tests)
     seed: int = 0
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast; weights and loss stay fp32
     fast: Literal["auto", "off"] = "auto"  # auto: the CUDA-graph fast path on CUDA
+    threads: int = 0  # torch.set_num_threads while running; 0 = leave torch's default
 
 
 # Fields that may change when a run is resumed (the rest must match the checkpoint).
-RESUMABLE = ("max_max_epoch", "device", "fast", "data", "eval_num_steps")
+RESUMABLE = ("max_max_epoch", "device", "fast", "threads", "data", "eval_num_steps")
 
 
 def get_preset(name: str) -> LMConfig:
@@ -146,6 +150,7 @@ def validate_config(config: LMConfig) -> None:
     for f in ("num_layers", "num_steps", "hidden_size", "batch_size", "eval_batch_size"):
         need(getattr(config, f) >= 1, f, "an integer >= 1")
     need(config.eval_num_steps >= 1, "eval_num_steps", "an integer >= 1")
+    need(config.threads >= 0, "threads", "an integer >= 0 (0 = torch's default)")
     need(config.max_epoch >= 0, "max_epoch", "an integer >= 0")
     need(config.max_max_epoch >= 1, "max_max_epoch", "an integer >= 1")
     for f in ("init_scale", "learning_rate", "max_grad_norm", "lr_decay"):
@@ -171,6 +176,24 @@ def validate_config(config: LMConfig) -> None:
             f"tie_weights=True needs embedding_size == hidden_size, got {emb} and "
             f"{config.hidden_size}"
         )
+
+
+@contextlib.contextmanager
+def _num_threads(n: int) -> Iterator[None]:
+    """Run with `n` intra-op threads (0: unchanged), restoring the previous number after.
+
+    On a small, shared CPU one thread is often much faster for models this size: with more,
+    threads wait for each other whenever another process holds a core.
+    """
+    if n <= 0:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def lr_at(config: LMConfig, epoch: int) -> float:
@@ -290,6 +313,8 @@ def evaluate_ids(
     covered = n * num_steps  # targets per row
     data = data[:, : covered + 1].to(device)  # [B, covered + 1]
     chunk = min(chunk_steps or covered, covered)
+    # Keep a chunk's logits [B, chunk, V] to about 2^22 numbers (16 MB in fp32).
+    chunk = max(1, min(chunk, (1 << 22) // (batch_size * model.vocab_size)))
     was_training = model.training
     model.eval()
     state = model.init_state(batch_size, device)
@@ -380,7 +405,7 @@ def train(
     quiet: bool = False,
     argv: list[str] | None = None,
     stream: TextIO | None = None,
-    sample_tokens: int = 50,
+    sample_tokens: int | None = None,
 ) -> dict[str, Any]:
     """Train a language model; returns the results (also written to ``RUN_DIR/results.json``).
 
@@ -389,7 +414,8 @@ def train(
     to continue from its ``last`` checkpoint (then `config`, if given, may differ from the
     saved one only in `RESUMABLE` fields) — the result equals an uninterrupted run.
     Everything is checked before the run directory is created. Progress and per-epoch lines go
-    to stderr/`stream` unless `quiet`.
+    to stderr/`stream` unless `quiet`. The result holds a sample of `sample_tokens` tokens
+    (default: 50 words, or 300 characters at char level).
     """
     ckpt = None
     vocab = None
@@ -414,7 +440,35 @@ def train(
     corpus = resolve_corpus(config.data, config.level, vocab=vocab)
     _check_sizes(config, corpus)
     config = _resolve_model_sizes(config, corpus.vocab)
+    with _num_threads(config.threads):
+        return _fit(
+            config,
+            corpus,
+            device,
+            ckpt,
+            out=out,
+            resume=resume,
+            quiet=quiet,
+            argv=argv,
+            stream=stream,
+            sample_tokens=sample_tokens,
+        )
 
+
+def _fit(
+    config: LMConfig,
+    corpus: Corpus,
+    device: torch.device,
+    ckpt: dict[str, Any] | None,
+    *,
+    out: str | Path | None,
+    resume: str | Path | None,
+    quiet: bool,
+    argv: list[str] | None,
+    stream: TextIO | None,
+    sample_tokens: int | None,
+) -> dict[str, Any]:
+    """The run proper, once every input has been checked (see `train`)."""
     seed_everything(config.seed)
     model = build_model(config, len(corpus.vocab)).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate)
@@ -454,7 +508,6 @@ def train(
         n_steps = min(n_steps, config.max_steps_per_epoch)
     step = _build_step(config, model, optimizer, device)
 
-    history: list[dict[str, Any]] = []
     t_start = time.perf_counter()
     with MetricsLogger(run.path, truncate_after=start_epoch if ckpt is not None else None) as ml:
         for epoch in range(start_epoch + 1, config.max_max_epoch + 1):
@@ -462,7 +515,8 @@ def train(
             set_lr(optimizer, lr)
             model.train()
             state = model.init_state(B, device)
-            loss_sum = torch.zeros((), device=device, dtype=torch.float64)  # sum of per-window losses, on device
+            # The sum of the per-window losses stays on the device: no sync per step.
+            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
             bar = Progress(
                 n_steps,
                 desc=f"epoch {epoch}/{config.max_max_epoch}",
@@ -488,11 +542,15 @@ def train(
                     f"try a lower learning_rate or max_grad_norm"
                 )
             valid_nll, valid_tokens = evaluate_ids(
-                model, corpus.valid, B, T, chunk_steps=config.eval_num_steps,
+                model,
+                corpus.valid,
+                B,
+                T,
+                chunk_steps=config.eval_num_steps,
                 precision=config.precision,
             )
             valid_ppl = perplexity(valid_nll, valid_tokens)
-            is_best = valid_ppl < best_ppl
+            is_best = valid_ppl < best_ppl or best_epoch == 0  # (even an inf perplexity)
             if is_best:
                 best_ppl, best_epoch = valid_ppl, epoch
             record = ml.log(
@@ -504,7 +562,6 @@ def train(
                 words_per_sec=n_steps * B * T / seconds,
                 seconds=seconds,
             )
-            history.append(record)
             payload = {
                 "kind": KIND,
                 "config": dataclasses.asdict(config),
@@ -536,16 +593,26 @@ def train(
             enabled=not quiet,
         )
         test_nll, test_tokens = evaluate_ids(
-            model, corpus.test, config.eval_batch_size, 1,
-            chunk_steps=config.eval_num_steps, precision=config.precision, progress=test_bar,
+            model,
+            corpus.test,
+            config.eval_batch_size,
+            1,
+            chunk_steps=config.eval_num_steps,
+            precision=config.precision,
+            progress=test_bar,
         )
         test_bar.close()
         test_ppl = perplexity(test_nll, test_tokens)  # in results.json, not metrics.jsonl
 
     generator = torch.Generator().manual_seed(config.seed)
-    text = _sample_text(model, corpus.vocab, config.level, "", sample_tokens, None, 1.0, None,
-                        generator)
-    last_metrics = history[-1] if history else {}
+    if sample_tokens is None:
+        sample_tokens = default_sample_length(config.level)
+    text = _sample_text(
+        model, corpus.vocab, config.level, "", sample_tokens, None, 1.0, None, generator
+    )
+    # (A resumed run that had already finished trains no epoch: report its last one.)
+    epochs = [m for m in read_metrics(run.path) if "train_ppl" in m]
+    last_metrics = epochs[-1] if epochs else {}
     result = {
         "run_dir": str(run.path),
         "epochs": config.max_max_epoch,
@@ -605,10 +672,17 @@ def evaluate(
     except UserError as e:
         raise UserError(f"{corpus.name} {split} split: {e}") from None
     bar = Progress(ids.numel() // B - 1, desc=split, stream=stream, enabled=not quiet)
-    nll, tokens = evaluate_ids(
-        model, ids, B, 1, chunk_steps=config.eval_num_steps, device=dev,
-        precision=config.precision, progress=bar,
-    )
+    with _num_threads(config.threads):
+        nll, tokens = evaluate_ids(
+            model,
+            ids,
+            B,
+            1,
+            chunk_steps=config.eval_num_steps,
+            device=dev,
+            precision=config.precision,
+            progress=bar,
+        )
     bar.close()
     return {
         "checkpoint": str(find_checkpoint(checkpoint, "best")),
@@ -662,6 +736,11 @@ def _sample_text(
     return text
 
 
+def default_sample_length(level: str) -> int:
+    """Tokens in a sample when none is asked for: 50 words, or 300 characters."""
+    return 300 if level == "char" else 50
+
+
 def generate(
     checkpoint: str | Path,
     prompt: str = "",
@@ -673,7 +752,8 @@ def generate(
     device: str = "auto",
 ) -> str:
     """Text sampled from a checkpoint: the prompt, continued by `words` tokens (words, or
-    characters at char level; default 50) or until `sentences` ``<eos>`` have been drawn.
+    characters at char level; default 50 words or 300 characters) or until `sentences`
+    ``<eos>`` have been drawn.
 
     Prompt words outside the vocabulary are read as ``<unk>`` with a `UserWarning`. The same
     `seed` gives the same text.
@@ -688,22 +768,34 @@ def generate(
         raise UserError(f"--temperature {temperature}: expected a number > 0")
     if top_k is not None and top_k < 1:
         raise UserError(f"--top-k {top_k}: expected an integer >= 1")
-    if words is None and sentences is None:
-        words = 50
     model, config, vocab, _ = load_model(checkpoint, device)
+    if words is None and sentences is None:
+        words = default_sample_length(config.level)
     generator = torch.Generator()
     if seed is None:
         generator.seed()
     else:
         generator.manual_seed(seed)
-    return _sample_text(
-        model, vocab, config.level, prompt, words, sentences, temperature, top_k, generator
-    )
+    with _num_threads(config.threads):
+        return _sample_text(
+            model, vocab, config.level, prompt, words, sentences, temperature, top_k, generator
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
+def _type_help(tp: Any) -> str:
+    """``int``, ``int or none``, ``word|char``: what a config field accepts."""
+    if typing.get_origin(tp) is Literal:
+        return "|".join(map(str, typing.get_args(tp)))
+    args = typing.get_args(tp)
+    if args and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        return " or ".join(_type_help(a) for a in inner) + " or none"
+    return getattr(tp, "__name__", str(tp))
+
+
 def _config_flag_dest(name: str) -> str:
     return f"set_{name}"
 
@@ -719,8 +811,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "can be overridden as KEY=VALUE (after the options) or --KEY VALUE; see "
         "`unroll presets` for the fields and presets.",
     )
-    p.add_argument("--preset", metavar="NAME", help=f"one of {', '.join(PRESETS)} "
-                   f"(default {DEFAULT_PRESET})")
+    p.add_argument(
+        "--preset", metavar="NAME", help=f"one of {', '.join(PRESETS)} (default {DEFAULT_PRESET})"
+    )
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/NAME-TIME)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last epoch")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
@@ -734,7 +827,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             dest=_config_flag_dest(name),
             metavar="VALUE",
             default=None,
-            help=f"({getattr(tp, '__name__', str(tp)).replace('typing.', '')})",
+            help=f"({_type_help(tp)})",
         )
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_train)
@@ -752,7 +845,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", metavar="RUN_DIR|CHECKPOINT")
     p.add_argument("--prompt", default="", metavar="TEXT")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--words", type=int, metavar="N", help="tokens to draw (default 50)")
+    length.add_argument(
+        "--words", type=int, metavar="N", help="tokens to draw (default 50; char level: 300)"
+    )
     length.add_argument("--sentences", type=int, metavar="N", help="stop after N <eos>")
     p.add_argument("--temperature", type=float, default=1.0, metavar="T")
     p.add_argument("--top-k", type=int, default=None, metavar="K")
@@ -810,8 +905,12 @@ def _fmt_ppl(v: float | None) -> str:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     r = evaluate(
-        args.checkpoint, data=args.data, split=args.split, batch_size=args.batch_size,
-        device=args.device, quiet=args.quiet,
+        args.checkpoint,
+        data=args.data,
+        split=args.split,
+        batch_size=args.batch_size,
+        device=args.device,
+        quiet=args.quiet,
     )
     print(
         f"{r['split']} perplexity: {r['perplexity']:.2f} ({r['tokens']} tokens, batch size "
@@ -824,8 +923,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         text = generate(
-            args.checkpoint, prompt=args.prompt, words=args.words, sentences=args.sentences,
-            temperature=args.temperature, top_k=args.top_k, seed=args.seed, device=args.device,
+            args.checkpoint,
+            prompt=args.prompt,
+            words=args.words,
+            sentences=args.sentences,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            seed=args.seed,
+            device=args.device,
         )
     for w in caught:
         print(f"unroll: warning: {w.message}", file=sys.stderr)
