@@ -18,6 +18,7 @@ random id stream of PTB's size and vocabulary (speed does not depend on the word
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -32,7 +33,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from unroll.data.batching import batchify, bptt_batches, epoch_size  # noqa: E402
-from unroll.presets import get_preset  # noqa: E402
+from unroll.recipes.lm import get_preset  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,3 +102,182 @@ def plain_eval(model, ids, cfg, device, batch_size=1):
 
 def plain_lr(cfg, epoch):
     return cfg.learning_rate * cfg.lr_decay ** max(epoch - cfg.max_epoch, 0)
+
+
+# --------------------------------------------------------------------------------------------
+# (b) unroll's trainer: the same functions `unroll train` runs.
+# --------------------------------------------------------------------------------------------
+def unroll_setup(cfg, vocab_size, device):
+    from unroll.recipes.lm import build_model, build_train_step
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, vocab_size).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.learning_rate)
+    t0 = time.perf_counter()
+    step = build_train_step(cfg, model, opt, device)  # on CUDA: captures the graph here
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return model, opt, step, time.perf_counter() - t0
+
+
+def unroll_epoch(model, step, X, Y, n_steps, device):
+    from unroll.recipes.lm import train_epoch
+
+    B, T = X.shape[1], X.shape[2]
+    start = time.perf_counter()
+    loss_sum = train_epoch(model, step, X, Y, n_steps)
+    ppl = math.exp(float(loss_sum) / (n_steps * T))  # float(): the one sync of the epoch
+    return n_steps * B * T, time.perf_counter() - start, ppl
+
+
+# --------------------------------------------------------------------------------------------
+def load_ids(vocab_hint: int = 10000):
+    """PTB's train/valid/test id streams if PTB is on disk; else random ids of PTB's sizes."""
+    from unroll.data.text import load_corpus
+
+    roots = [os.environ.get("UNROLL_DATA"), os.path.expanduser("~/.cache/unroll")]
+    for root in roots:
+        if root and all(
+            (Path(root) / "ptb" / f"ptb.{s}.txt").is_file() for s in ("train", "valid", "test")
+        ):
+            c = load_corpus(Path(root) / "ptb")
+            return "ptb", len(c.vocab), c.train, c.valid, c.test
+    g = torch.Generator().manual_seed(0)
+    sizes = (929589, 73760, 82430)
+    streams = [torch.randint(vocab_hint, (n,), generator=g) for n in sizes]
+    return "random", vocab_hint, *streams
+
+
+def device_info(device):
+    info = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+        info["cudnn"] = torch.backends.cudnn.version()
+        info["tf32"] = torch.backends.cuda.matmul.allow_tf32
+    else:
+        info["device_name"] = platform.processor() or platform.machine()
+        info["cpus"] = os.cpu_count()
+    return info
+
+
+def bench_preset(name, precision, device, steps, warmup, full, data):
+    source, V, train_ids, valid_ids, test_ids = data
+    cfg = get_preset(name)
+    cfg = dataclasses.replace(cfg, precision=precision, device=str(device))
+    B, T = cfg.batch_size, cfg.num_steps
+    train = batchify(train_ids, B)
+    n_epoch = epoch_size(train_ids.numel(), B, T)
+    result = {"preset": name, "precision": precision, "data": source, "epoch_steps": n_epoch}
+
+    # (a) anchor
+    torch.manual_seed(cfg.seed)
+    plain = PlainLM(V, cfg.hidden_size, cfg.num_layers, 1 - cfg.keep_prob, cfg.init_scale).to(
+        device
+    )
+    plain_opt = torch.optim.SGD(plain.parameters(), lr=cfg.learning_rate)
+    # (b) unroll
+    from unroll.data.batching import bptt_tensors
+
+    X, Y = bptt_tensors(train.to(device), T)  # [n, B, T], staged once
+    model, opt, step, setup_s = unroll_setup(cfg, V, device)
+    result["unroll_setup_seconds"] = round(setup_s, 3)
+
+    if not full:
+        # warm-up, then N timed steps each (the anchor in its own loop, unroll's over the
+        # same first batches)
+        plain_epoch(plain, plain_opt, train, cfg, device, max_steps=warmup)
+        unroll_epoch(model, step, X, Y, warmup, device)
+        w_a, s_a, _ = plain_epoch(plain, plain_opt, train, cfg, device, max_steps=steps)
+        w_u, s_u, _ = unroll_epoch(model, step, X, Y, min(steps, n_epoch), device)
+        result.update(
+            steps=steps,
+            anchor_wps=round(w_a / s_a),
+            unroll_wps=round(w_u / s_u),
+            ratio=round((w_u / s_u) / (w_a / s_a), 3),
+        )
+        return result
+
+    # --full: both trained to the end with the preset's schedule; test perplexity at batch 1.
+    from unroll.recipes.lm import evaluate_ids, lr_at, set_lr, uses_graphs
+
+    t0 = time.perf_counter()
+    for epoch in range(1, cfg.max_max_epoch + 1):
+        for g in plain_opt.param_groups:
+            g["lr"] = plain_lr(cfg, epoch)
+        plain_epoch(plain, plain_opt, train, cfg, device)
+    anchor_test = plain_eval(plain, test_ids, cfg, device)
+    anchor_seconds = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    words = 0
+    for epoch in range(1, cfg.max_max_epoch + 1):
+        set_lr(opt, lr_at(cfg, epoch))
+        w, _, _ = unroll_epoch(model, step, X, Y, n_epoch, device)
+        words += w
+    nll, tokens = evaluate_ids(
+        model,
+        test_ids,
+        1,
+        1,
+        chunk_steps=cfg.eval_num_steps,
+        precision=precision,
+        graphs=uses_graphs(cfg, device),
+    )
+    unroll_seconds = time.perf_counter() - t0 + setup_s
+    result.update(
+        anchor_test_ppl=round(anchor_test, 2),
+        unroll_test_ppl=round(math.exp(nll / tokens), 2),
+        anchor_seconds=round(anchor_seconds, 1),
+        unroll_seconds=round(unroll_seconds, 1),
+        anchor_wps=round(cfg.max_max_epoch * n_epoch * B * T / anchor_seconds),
+        unroll_wps=round(words / unroll_seconds),
+        ratio=round(anchor_seconds / unroll_seconds, 3),
+    )
+    return result
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--preset", default="ptb-small", help="ptb-small|ptb-medium|ptb-large|ptb-test")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--steps", type=int, default=None, help="timed steps (default 300 on CUDA, 40 on CPU)"
+    )
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 20 / 5)")
+    p.add_argument("--full", action="store_true", help="train both to the end, add test perplexity")
+    p.add_argument(
+        "--all", action="store_true", help="every ptb preset (and bf16 on CUDA) in one run"
+    )
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from unroll.training.device import resolve_device
+
+    device = resolve_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # as the anchor's measurements (TF32 on)
+        torch.backends.cudnn.allow_tf32 = True
+    steps = args.steps or (300 if device.type == "cuda" else 40)
+    warmup = args.warmup if args.warmup is not None else (20 if device.type == "cuda" else 5)
+    data = load_ids()
+    if args.all:
+        runs = [(n, "fp32") for n in ("ptb-small", "ptb-medium", "ptb-large")]
+        if device.type == "cuda":
+            runs += [(n, "bf16") for n in ("ptb-small", "ptb-medium", "ptb-large")]
+    else:
+        runs = [(args.preset, args.precision)]
+    results = [bench_preset(n, prec, device, steps, warmup, args.full, data) for n, prec in runs]
+    out = {"benchmark": "ptb_speed", **device_info(device)}
+    if len(results) == 1:
+        out.update(results[0])
+    else:
+        out["results"] = results
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -14,7 +14,7 @@ One explicit training loop, as TensorFlow's ``ptb_word_lm.py`` tutorial:
 The training step (`make_train_step`) is one function doing forward, loss, backward, clipping
 and the optimizer step on fixed-shape device tensors, with no host synchronisation: losses are
 summed on the device and read only at progress updates and at the end of an epoch. That is
-the unit a CUDA-graph fast path captures (``fast="auto"`` on CUDA; see `_build_step`).
+the unit a CUDA-graph fast path captures (``fast="auto"`` on CUDA; see `build_train_step`).
 
 Python API (the CLI calls these): `train`, `evaluate`, `generate`, `get_preset`,
 `format_presets`. CLI: ``unroll train|eval|generate|presets`` (`register`).
@@ -38,9 +38,10 @@ import torch
 
 from unroll.config import apply_overrides, config_from_dict, field_types, parse_override_tokens
 from unroll.data.batching import batchify, bptt_batches, bptt_tensors, epoch_size
-from unroll.data.text import EOS, Corpus, Vocabulary, resolve_corpus, tokenize
+from unroll.data.text import EOS, Corpus, Vocabulary, resolve_corpus, tokenize_prompt
 from unroll.errors import UserError
 from unroll.models.lm import LanguageModel, State, detach_state, lm_loss
+from unroll.recipes.lm_graphs import GraphedTrainStep, graphed_eval_nll
 from unroll.recipes.lm_presets import DEFAULT_PRESET, PRESETS
 from unroll.sampling import detokenize, sample
 from unroll.training import (
@@ -273,18 +274,63 @@ def make_train_step(
     return step
 
 
-def _build_step(
+def build_train_step(
     config: LMConfig,
     model: LanguageModel,
     optimizer: torch.optim.Optimizer,
     device: torch.device,
 ) -> StepFn:
-    """The one switch between the plain step and a fast path.
+    """The one switch between the plain step and the fast path.
 
-    ``fast="auto"`` on CUDA is where the CUDA-graph capture of `make_train_step` plugs in
-    (the fast-training issue); until then, and always on the CPU, the plain step runs.
+    ``fast="auto"`` on CUDA: the step captured once in a CUDA graph and replayed
+    (`unroll.recipes.lm_graphs.GraphedTrainStep`); on the CPU, or with ``fast="off"``, the
+    plain step. Both have the same signature and give the same parameters.
     """
+    if uses_graphs(config, device):
+        return GraphedTrainStep(
+            model,
+            optimizer,
+            config.max_grad_norm,
+            config.batch_size,
+            config.num_steps,
+            lambda: _autocast(device, config.precision),
+            device,
+        )
     return make_train_step(model, optimizer, config.max_grad_norm, device, config.precision)
+
+
+def train_epoch(
+    model: LanguageModel,
+    step: StepFn,
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    n_steps: int,
+    bar: Progress | None = None,
+) -> torch.Tensor:
+    """One epoch over the staged batches X[i], Y[i] ([n, B, T] each) with the state carried,
+    zero at the start; returns the device-side sum of the step losses (no sync per step: the
+    loss is read only when the progress bar draws)."""
+    model.train()
+    _, B, T = X.shape
+    state = model.init_state(B, X.device)
+    loss_sum = torch.zeros((), device=X.device, dtype=torch.float64)
+    t0 = time.perf_counter()
+    for i in range(n_steps):
+        loss, state = step(X[i], Y[i], state)
+        loss_sum += loss
+        if bar is None:
+            continue
+        if bar.due() or i + 1 == n_steps:  # only here is the loss read (a sync)
+            wps = (i + 1) * B * T / max(time.perf_counter() - t0, 1e-9)
+            bar.update(1, ppl=torch.exp(loss_sum / ((i + 1) * T)), wps=round(wps))
+        else:
+            bar.update(1)
+    return loss_sum
+
+
+def uses_graphs(config: LMConfig, device: torch.device) -> bool:
+    """Whether the CUDA-graph fast path runs: ``fast="auto"`` on a CUDA device."""
+    return config.fast == "auto" and device.type == "cuda"
 
 
 @torch.no_grad()
@@ -298,6 +344,7 @@ def evaluate_ids(
     device: torch.device | None = None,
     precision: str = "fp32",
     progress: Progress | None = None,
+    graphs: bool = False,
 ) -> tuple[float, int]:
     """Total NLL (nats) and number of predicted tokens over `ids`, in the tutorial's layout.
 
@@ -305,7 +352,8 @@ def evaluate_ids(
     of `num_steps` with the state carried, so the targets are exactly those the tutorial's
     loop predicts; ``num_steps=1`` predicts every token of each row but the first. The windows
     are run `chunk_steps` columns at a time (default: all at once) — the same computation in
-    fewer, longer forward passes.
+    fewer, longer forward passes. With `graphs` (CUDA only) the full chunks replay one
+    captured forward (`graphed_eval_nll`); the remainder runs eagerly.
     """
     device = next(model.parameters()).device if device is None else device
     data = batchify(ids, batch_size)  # [B, L]
@@ -320,6 +368,13 @@ def evaluate_ids(
     state = model.init_state(batch_size, device)
     nll = torch.zeros((), device=device, dtype=torch.float64)
     try:
+        if graphs and device.type == "cuda" and covered // chunk >= 2:
+            nll, state, done = graphed_eval_nll(
+                model, data, chunk, state, lambda: _autocast(device, precision)
+            )
+            data = data[:, done:]  # the remainder, if any
+            if progress is not None:
+                progress.update(done)
         for x, y in bptt_batches(data, chunk, include_remainder=True):
             with _autocast(device, precision):
                 logits, state = model(x, state)  # [B, t, V]
@@ -506,17 +561,13 @@ def _fit(
     n_steps = X.shape[0]
     if config.max_steps_per_epoch is not None:
         n_steps = min(n_steps, config.max_steps_per_epoch)
-    step = _build_step(config, model, optimizer, device)
+    step = build_train_step(config, model, optimizer, device)
 
     t_start = time.perf_counter()
     with MetricsLogger(run.path, truncate_after=start_epoch if ckpt is not None else None) as ml:
         for epoch in range(start_epoch + 1, config.max_max_epoch + 1):
             lr = lr_at(config, epoch)
             set_lr(optimizer, lr)
-            model.train()
-            state = model.init_state(B, device)
-            # The sum of the per-window losses stays on the device: no sync per step.
-            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
             bar = Progress(
                 n_steps,
                 desc=f"epoch {epoch}/{config.max_max_epoch}",
@@ -524,14 +575,7 @@ def _fit(
                 enabled=not quiet,
             )
             t0 = time.perf_counter()
-            for i in range(n_steps):
-                loss, state = step(X[i], Y[i], state)
-                loss_sum += loss
-                if bar.due() or i + 1 == n_steps:  # only here is the loss read (a sync)
-                    wps = (i + 1) * B * T / max(time.perf_counter() - t0, 1e-9)
-                    bar.update(1, ppl=torch.exp(loss_sum / ((i + 1) * T)), wps=round(wps))
-                else:
-                    bar.update(1)
+            loss_sum = train_epoch(model, step, X, Y, n_steps, bar)
             train_nll = float(loss_sum) * B  # one sync per epoch
             seconds = time.perf_counter() - t0
             bar.close()
@@ -548,6 +592,7 @@ def _fit(
                 T,
                 chunk_steps=config.eval_num_steps,
                 precision=config.precision,
+                graphs=uses_graphs(config, device),
             )
             valid_ppl = perplexity(valid_nll, valid_tokens)
             is_best = valid_ppl < best_ppl or best_epoch == 0  # (even an inf perplexity)
@@ -600,6 +645,7 @@ def _fit(
             chunk_steps=config.eval_num_steps,
             precision=config.precision,
             progress=test_bar,
+            graphs=uses_graphs(config, device),
         )
         test_bar.close()
         test_ppl = perplexity(test_nll, test_tokens)  # in results.json, not metrics.jsonl
@@ -705,8 +751,10 @@ def _sample_text(
     temperature: float,
     top_k: int | None,
     generator: torch.Generator,
+    data: str | None = None,
 ) -> str:
-    prompt_tokens = tokenize(prompt, level)[:-1] if prompt.strip() else []  # no final <eos>
+    # Written as the training corpus was (the embedded corpus is lower-cased); no final <eos>.
+    prompt_tokens = tokenize_prompt(prompt, level, data) if prompt.strip() else []
     ids, unknown = vocab.encode_prompt(prompt_tokens)
     if unknown:
         shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
@@ -778,7 +826,16 @@ def generate(
         generator.manual_seed(seed)
     with _num_threads(config.threads):
         return _sample_text(
-            model, vocab, config.level, prompt, words, sentences, temperature, top_k, generator
+            model,
+            vocab,
+            config.level,
+            prompt,
+            words,
+            sentences,
+            temperature,
+            top_k,
+            generator,
+            config.data,
         )
 
 

@@ -1,0 +1,124 @@
+"""The language model's CUDA-graph fast path (``fast="auto"`` on CUDA): captured train and
+evaluation steps with the same signatures and results as the plain ones in `unroll.recipes.lm`.
+
+Buffers (all on the device, allocated once, refilled in place before each replay)::
+
+    x, y      [B, T]     long    the batch: copied from the staged X[i], Y[i]
+    h, c      [L, B, H]  float   the carried LSTM state: read by the forward, overwritten with
+                                 the final state at the end of the step (truncated BPTT)
+    loss      []         float   this step's loss (sum over T of the batch-mean CE)
+    lr        []         float   the learning rate, refilled when the schedule changes it
+
+The captured training step is forward (under bf16 autocast if asked), loss, backward, clipping
+by global norm and the plain-SGD update `sgd_update_` — the same operations as
+`make_train_step`, so after k steps the parameters agree with the plain path up to float
+rounding (the test states its tolerance). Dropout draws from the CUDA generator, which
+advances at every replay: masks are fresh each step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+
+from unroll.models.lm import LanguageModel, State, lm_loss
+from unroll.training.cuda_graphs import GraphedStep, sgd_update_
+
+Autocast = Callable[[], contextlib.AbstractContextManager]
+
+
+class GraphedTrainStep:
+    """``step(x [B, T], y [B, T], state) -> (loss, next state)``, replaying a CUDA graph.
+
+    A `state` other than the one this step last returned (a fresh zero state at an epoch start)
+    is copied into the static state buffers first. The learning rate is read from the
+    optimizer's first param group at every call (a Python float: no sync) and copied to the
+    device only when it changed.
+    """
+
+    def __init__(
+        self,
+        model: LanguageModel,
+        optimizer: torch.optim.Optimizer,
+        max_grad_norm: float,
+        batch_size: int,
+        num_steps: int,
+        autocast: Autocast,
+        device: torch.device,
+    ):
+        self.optimizer = optimizer
+        params = [p for p in model.parameters() if p.requires_grad]
+        B, T = batch_size, num_steps
+        self.x = torch.zeros(B, T, dtype=torch.long, device=device)
+        self.y = torch.zeros(B, T, dtype=torch.long, device=device)
+        self.h, self.c = (s.clone() for s in model.init_state(B, device))  # [L, B, H]
+        self.loss = torch.zeros((), device=device)
+        self.lr = torch.zeros((), device=device)  # 0 while warming up: parameters unchanged
+        self._lr_value: float | None = None
+
+        def body() -> None:
+            with autocast():
+                logits, (h, c) = model(self.x, (self.h, self.c))  # [B, T, V]
+            loss = lm_loss(logits, self.y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
+            sgd_update_(params, self.lr)
+            self.loss.copy_(loss.detach())
+            self.h.copy_(h.detach())
+            self.c.copy_(c.detach())
+
+        self.graph = GraphedStep(body, warmup=3, parameters=params)
+        self._returned: State | None = None
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, state: State
+    ) -> tuple[torch.Tensor, State]:
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        if lr != self._lr_value:
+            self.lr.fill_(lr)
+            self._lr_value = lr
+        if state is not self._returned:
+            self.h.copy_(state[0])
+            self.c.copy_(state[1])
+        self.x.copy_(x)
+        self.y.copy_(y)
+        self.graph.replay()
+        self._returned = (self.h, self.c)
+        return self.loss, self._returned
+
+
+@torch.no_grad()
+def graphed_eval_nll(
+    model: LanguageModel,
+    data: torch.Tensor,
+    chunk: int,
+    state: State,
+    autocast: Autocast,
+) -> tuple[torch.Tensor, State, int]:
+    """Sum of ``lm_loss * B`` over the full `chunk`-column windows of `data` [B, N+1], replayed
+    from one captured forward; returns (nll, state, columns done). The caller runs the rest."""
+    B = data.shape[0]
+    full = (data.shape[1] - 1) // chunk
+    x = data[:, :chunk].clone()
+    y = data[:, 1 : chunk + 1].clone()
+    h, c = (s.clone() for s in state)
+    nll = torch.zeros((), device=data.device, dtype=torch.float64)
+
+    def body() -> None:
+        with autocast():
+            logits, (h_n, c_n) = model(x, (h, c))  # [B, chunk, V]
+        nll.add_(lm_loss(logits, y) * B)
+        h.copy_(h_n)
+        c.copy_(c_n)
+
+    graph = GraphedStep(body, warmup=2)
+    nll.zero_()  # undo the warm-up's effects
+    h.copy_(state[0])
+    c.copy_(state[1])
+    for i in range(full):
+        x.copy_(data[:, i * chunk : (i + 1) * chunk])
+        y.copy_(data[:, i * chunk + 1 : (i + 1) * chunk + 1])
+        graph.replay()
+    return nll, (h, c), full * chunk
