@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv
-	$(VENV)/bin/unroll train --out runs/demo
+	$(VENV)/bin/unroll train
 
 test: venv
 	$(PY) -m pytest -q

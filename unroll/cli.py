@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = ["unroll", *argv]  # recorded in the run directory's command.txt
     try:
         return int(args.func(args) or 0)
     except UserError as e:

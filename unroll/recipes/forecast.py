@@ -707,7 +707,7 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
     for k, v in vars(later).items():
         if v is not None:
             setattr(args, k, v)
-    argv = ["unroll", *sys.argv[1:]] if sys.argv[1:] else None
+    argv = getattr(args, "argv", None)  # set by unroll.cli.main
     progress = not args.no_progress
     if args.demo == "sin-cos":
         given = [k for k in FLAG_FIELDS if getattr(args, k) is not None]
