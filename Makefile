@@ -4,16 +4,15 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# A CPU build of torch; a GPU user installs their own torch build into .venv first
-# (pip skips torch when a matching version is already there).
+# A CPU build of torch here; a GPU user installs their own torch build into .venv first,
+# and set-up keeps any torch that is already there.
 TORCH  ?= torch==2.13.0
 
 .PHONY: demo test test-slow lint format bench venv clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH)" || $(PY) -m pip install -q torch
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[all,dev]"
 	touch $@
 
