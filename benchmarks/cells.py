@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 
 import torch
 
 import unroll
+from unroll.training.device import device_name
 
 SHAPES = {  # name: (T, B, C = H, layers)
     "small": (20, 20, 200, 2),
@@ -100,17 +100,6 @@ def bench_shape(name: str, device: torch.device, warmup: int, repeats: int, cloc
     }
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -148,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "cells",
         "machine": {
             "cpu_count": os.cpu_count(),
-            "cpu": cpu_model(),
+            "cpu": device_name("cpu"),
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

@@ -22,7 +22,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from unroll.data.batching import batchify, bptt_batches, epoch_size  # noqa: E402
 from unroll.recipes.lm import get_preset  # noqa: E402
+from unroll.training.device import device_name  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,11 +151,11 @@ def load_ids(vocab_hint: int = 10000):
 def device_info(device):
     info = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
     if device.type == "cuda":
-        info["device_name"] = torch.cuda.get_device_name(device)
+        info["device_name"] = device_name(device)
         info["cudnn"] = torch.backends.cudnn.version()
         info["tf32"] = torch.backends.cuda.matmul.allow_tf32
     else:
-        info["device_name"] = platform.processor() or platform.machine()
+        info["device_name"] = device_name(device)
         info["cpus"] = os.cpu_count()
     return info
 

@@ -1,0 +1,1 @@
+"""Models built on unroll's layers: language model, classifiers, forecaster."""

@@ -13,6 +13,7 @@ over the target, so a crash leaves either the old or the new file, never half of
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -53,16 +54,9 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     full = {"format": FORMAT, "unroll_version": __version__, **payload}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(full, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(full, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def find_checkpoint(path: str | Path, name: str = "best") -> Path:

@@ -20,3 +20,20 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise UserError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
     return device
+
+
+def device_name(device: str | torch.device = "cpu") -> str:
+    """The GPU's name, or the CPU model (from /proc/cpuinfo where there is one)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()

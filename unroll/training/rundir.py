@@ -30,6 +30,7 @@ import torch
 
 from unroll.errors import UserError
 from unroll.training.checkpoint import atomic_write_text
+from unroll.training.device import device_name
 
 
 def git_sha() -> str | None:
@@ -93,11 +94,7 @@ class RunDir:
             "torch_version": torch.__version__,
             "python_version": platform.python_version(),
             "device": str(device),
-            "device_name": (
-                torch.cuda.get_device_name(torch.device(device))
-                if torch.device(device).type == "cuda"
-                else platform.processor() or platform.machine()
-            ),
+            "device_name": device_name(device),
             "started": _dt.datetime.now().isoformat(timespec="seconds"),
             **(extra_meta or {}),
         }
