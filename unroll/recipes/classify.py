@@ -47,6 +47,7 @@ from unroll.training import (
     set_rng_state,
 )
 from unroll.training.checkpoint import atomic_write_text, find_checkpoint
+from unroll.training.device import num_threads
 from unroll.training.rundir import default_run_dir
 from unroll.training.supervised import fit, make_optimizer
 
@@ -455,8 +456,19 @@ def train(
     """
     check_config(config)
     device = resolve_device(config.device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    with num_threads(config.threads):
+        return _train(config, out, device, data, progress, quiet, argv)
+
+
+def _train(
+    config: ClassifyConfig,
+    out: str | Path | None,
+    device: torch.device,
+    data: ImageDataset | None,
+    progress: bool,
+    quiet: bool,
+    argv: list[str] | None,
+) -> ClassifyResult:
     if data is None:
         data = load_images(config.data, progress=progress)
     height, width = data.image_shape
@@ -515,8 +527,19 @@ def resume(
     config = changed
     check_config(config)
     device = resolve_device(config.device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    with num_threads(config.threads):
+        return _resume(run, config, device, data, progress, quiet, argv)
+
+
+def _resume(
+    run: RunDir,
+    config: ClassifyConfig,
+    device: torch.device,
+    data: ImageDataset | None,
+    progress: bool,
+    quiet: bool,
+    argv: list[str] | None,
+) -> ClassifyResult:
     ckpt = load_checkpoint(run.checkpoint("last"), kind=KIND, map_location=device)
     if data is None:
         data = load_images(config.data, progress=progress)

@@ -30,7 +30,7 @@ import sys
 import time
 import typing
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -56,6 +56,7 @@ from unroll.training import (
     set_rng_state,
 )
 from unroll.training.checkpoint import find_checkpoint
+from unroll.training.device import num_threads
 from unroll.training.metrics import read_metrics
 from unroll.training.rundir import default_run_dir
 
@@ -177,24 +178,6 @@ def validate_config(config: LMConfig) -> None:
             f"tie_weights=True needs embedding_size == hidden_size, got {emb} and "
             f"{config.hidden_size}"
         )
-
-
-@contextlib.contextmanager
-def _num_threads(n: int) -> Iterator[None]:
-    """Run with `n` intra-op threads (0: unchanged), restoring the previous number after.
-
-    On a small, shared CPU one thread is often much faster for models this size: with more,
-    threads wait for each other whenever another process holds a core.
-    """
-    if n <= 0:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def lr_at(config: LMConfig, epoch: int) -> float:
@@ -495,7 +478,7 @@ def train(
     corpus = resolve_corpus(config.data, config.level, vocab=vocab)
     _check_sizes(config, corpus)
     config = _resolve_model_sizes(config, corpus.vocab)
-    with _num_threads(config.threads):
+    with num_threads(config.threads):
         return _fit(
             config,
             corpus,
@@ -718,7 +701,7 @@ def evaluate(
     except UserError as e:
         raise UserError(f"{corpus.name} {split} split: {e}") from None
     bar = Progress(ids.numel() // B - 1, desc=split, stream=stream, enabled=not quiet)
-    with _num_threads(config.threads):
+    with num_threads(config.threads):
         nll, tokens = evaluate_ids(
             model,
             ids,
@@ -824,7 +807,7 @@ def generate(
         generator.seed()
     else:
         generator.manual_seed(seed)
-    with _num_threads(config.threads):
+    with num_threads(config.threads):
         return _sample_text(
             model,
             vocab,

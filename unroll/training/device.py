@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from unroll.errors import UserError
@@ -37,3 +40,21 @@ def device_name(device: str | torch.device = "cpu") -> str:
     import platform
 
     return platform.processor() or platform.machine()
+
+
+@contextlib.contextmanager
+def num_threads(n: int) -> Iterator[None]:
+    """Run with `n` intra-op threads (0: unchanged), restoring the previous number after.
+
+    On a small, shared CPU one thread is often much faster for models this size: with more,
+    threads wait for each other whenever another process holds a core.
+    """
+    if n <= 0:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
