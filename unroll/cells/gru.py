@@ -10,13 +10,11 @@ Weights stack the gates in PyTorch's order r, z, n: `weight_ih: (3H, C)`, `weigh
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from unroll.cells.rnn import check_cell_input, check_cell_state
+from unroll.cells.base import CellBase, check_cell_input, check_cell_state
 
 
 def gru_step(x_proj: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor | None) -> Tensor:
@@ -29,7 +27,7 @@ def gru_step(x_proj: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor | Non
     return (1 - z) * n + z * h
 
 
-class GRUCell(nn.Module):
+class GRUCell(CellBase):
     """GRU cell, one time step: ``h = cell(x, state=None)`` (see the module docstring).
 
     Args:
@@ -42,23 +40,8 @@ class GRUCell(nn.Module):
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
     ):
-        super().__init__()
-        kw = {"device": device, "dtype": dtype}
-        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
-        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size, **kw))
-        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size, **kw))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size, **kw))
-            self.bias_hh = nn.Parameter(torch.empty(3 * hidden_size, **kw))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+        super().__init__(input_size, hidden_size, bias, gates=3, device=device, dtype=dtype)
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
-        for p in self.parameters():
-            nn.init.uniform_(p, -bound, bound)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")

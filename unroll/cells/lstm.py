@@ -27,13 +27,11 @@ Variants:
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unroll.cells.rnn import check_cell_input, check_cell_state
+from unroll.cells.base import CellBase, check_cell_input, check_cell_state
 
 
 def lstm_step(
@@ -68,7 +66,7 @@ def lstm_step(
     return h, c
 
 
-class LSTMCell(nn.Module):
+class LSTMCell(CellBase):
     """LSTM cell, one time step: ``h, c = cell(x, state=None)`` (equations in the module docstring).
 
     Args:
@@ -94,28 +92,17 @@ class LSTMCell(nn.Module):
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
-        kw = {"device": device, "dtype": dtype}
-        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        super().__init__(input_size, hidden_size, bias, gates=4, device=device, dtype=dtype)
         self.forget_bias, self.peephole, self.coupled = float(forget_bias), peephole, coupled
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size, **kw))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size, **kw))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size, **kw))
-            self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size, **kw))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
         for name in ("weight_ci", "weight_cf", "weight_co"):
             wanted = peephole and not (coupled and name == "weight_ci")
-            p = nn.Parameter(torch.empty(hidden_size, **kw)) if wanted else None
+            p = (
+                nn.Parameter(torch.empty(hidden_size, device=device, dtype=dtype))
+                if wanted
+                else None
+            )
             self.register_parameter(name, p)
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
-        for p in self.parameters():
-            nn.init.uniform_(p, -bound, bound)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")

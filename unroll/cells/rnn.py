@@ -8,11 +8,11 @@ parameters load into `torch.nn.RNNCell` and back.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+
+from unroll.cells.base import CellBase, check_cell_input, check_cell_state
 
 NONLINEARITIES = ("tanh", "relu")
 
@@ -25,40 +25,7 @@ def rnn_step(
     return torch.tanh(a) if nonlinearity == "tanh" else torch.relu(a)
 
 
-def check_cell_input(name: str, x: Tensor, input_size: int, like: Tensor) -> None:
-    """Raise ValueError unless x is (B, C) or (C,) with C == input_size, on like's dtype/device."""
-    if not isinstance(x, Tensor):
-        raise ValueError(f"{name}: expected input to be a Tensor, got {type(x).__name__}")
-    if x.dim() not in (1, 2):
-        raise ValueError(f"{name}: expected input of shape (B, C) or (C,), got {tuple(x.shape)}")
-    if x.shape[-1] != input_size:
-        raise ValueError(
-            f"{name}: expected input with {input_size} features (last dim), got {x.shape[-1]}"
-        )
-    check_like(name, "input", x, like)
-
-
-def check_like(name: str, what: str, t: Tensor, like: Tensor) -> None:
-    """Raise ValueError if ``t`` differs from ``like`` (the parameters) in dtype or device."""
-    if t.dtype != like.dtype:
-        raise ValueError(
-            f"{name}: expected {what} of dtype {like.dtype} (the parameters'), got {t.dtype}"
-        )
-    if t.device != like.device:
-        raise ValueError(
-            f"{name}: expected {what} on device {like.device} (the parameters'), got {t.device}"
-        )
-
-
-def check_cell_state(name: str, what: str, s: Tensor, shape: tuple[int, ...], like: Tensor) -> None:
-    if not isinstance(s, Tensor):
-        raise ValueError(f"{name}: expected {what} to be a Tensor, got {type(s).__name__}")
-    if tuple(s.shape) != shape:
-        raise ValueError(f"{name}: expected {what} of shape {shape}, got {tuple(s.shape)}")
-    check_like(name, what, s, like)
-
-
-class RNNCell(nn.Module):
+class RNNCell(CellBase):
     """Elman RNN cell, one time step: ``h = cell(x, h=None)``.
 
     h_t = φ(W_ih·x_t + b_ih + W_hh·h_{t-1} + b_hh) with φ = tanh (default) or relu.
@@ -82,28 +49,13 @@ class RNNCell(nn.Module):
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
         if nonlinearity not in NONLINEARITIES:
             raise ValueError(
                 f"RNNCell: expected nonlinearity 'tanh' or 'relu', got {nonlinearity!r}"
             )
-        kw = {"device": device, "dtype": dtype}
-        self.input_size, self.hidden_size = input_size, hidden_size
-        self.nonlinearity, self.bias = nonlinearity, bias
-        self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size, **kw))
-        self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size, **kw))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(hidden_size, **kw))
-            self.bias_hh = nn.Parameter(torch.empty(hidden_size, **kw))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+        super().__init__(input_size, hidden_size, bias, gates=1, device=device, dtype=dtype)
+        self.nonlinearity = nonlinearity
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
-        for p in self.parameters():
-            nn.init.uniform_(p, -bound, bound)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
