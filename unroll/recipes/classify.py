@@ -722,16 +722,17 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     overrides += list(args.overrides)
     all_models = args.set_model == "all"
     progress = not args.no_progress
+    argv = getattr(args, "argv", None)  # set by unroll.cli.main
     if args.resume is not None:
         if args.out is not None or args.preset is not None or args.baselines:
             raise UserError("--resume RUN_DIR takes no --out, --preset or --baselines")
-        resume(args.resume, overrides, progress=progress)
+        resume(args.resume, overrides, progress=progress, argv=argv)
         return 0
     config = make_config(args.preset, overrides)
     if args.baselines or all_models:
-        run_baselines(config, args.out, progress=progress)
+        run_baselines(config, args.out, progress=progress, argv=argv)
     else:
-        train(config, args.out, progress=progress)
+        train(config, args.out, progress=progress, argv=argv)
     return 0
 
 
