@@ -13,6 +13,9 @@ before the softmax — never on h_{t-1} -> h_t.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -117,3 +120,24 @@ def lm_loss(logits: Tensor, targets: Tensor) -> Tensor:
         logits = logits.float()  # the loss in fp32 under autocast
     nll = F.cross_entropy(logits.reshape(B * T, V), targets.reshape(B * T), reduction="sum")
     return nll / B
+
+
+def loss_and_grads(
+    model: LanguageModel,
+    params: list[nn.Parameter],
+    x: Tensor,
+    y: Tensor,
+    state: State,
+    max_grad_norm: float,
+    autocast: Callable[[], contextlib.AbstractContextManager],
+) -> tuple[Tensor, State]:
+    """The part of a training step before the parameter update, shared by the plain step and
+    the CUDA-graph step so that both compute the same thing: forward (under ``autocast()``),
+    `lm_loss` in fp32, backward, gradients clipped to global norm `max_grad_norm` (no host
+    sync). Returns the detached loss (0-d) and the final state (not detached)."""
+    with autocast():
+        logits, state = model(x, state)  # [B, T, V]
+    loss = lm_loss(logits, y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
+    return loss.detach(), state

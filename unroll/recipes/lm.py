@@ -40,7 +40,7 @@ from unroll.config import apply_overrides, config_from_dict, field_types, parse_
 from unroll.data.batching import batchify, bptt_batches, bptt_tensors, epoch_size
 from unroll.data.text import EOS, Corpus, Vocabulary, resolve_corpus, tokenize_prompt
 from unroll.errors import UserError
-from unroll.models.lm import LanguageModel, State, detach_state, lm_loss
+from unroll.models.lm import LanguageModel, State, detach_state, lm_loss, loss_and_grads
 from unroll.recipes.lm_graphs import GraphedTrainStep, graphed_eval_nll
 from unroll.recipes.lm_presets import DEFAULT_PRESET, PRESETS
 from unroll.sampling import detokenize, sample
@@ -246,13 +246,11 @@ def make_train_step(
 
     def step(x: torch.Tensor, y: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device, precision):
-            logits, state = model(x, state)  # [B, T, V]
-        loss = lm_loss(logits, y)  # fp32
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
+        loss, state = loss_and_grads(
+            model, params, x, y, state, max_grad_norm, lambda: _autocast(device, precision)
+        )
         optimizer.step()
-        return loss.detach(), detach_state(state)
+        return loss, detach_state(state)
 
     return step
 

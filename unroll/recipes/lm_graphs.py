@@ -9,10 +9,10 @@ Buffers (all on the device, allocated once, refilled in place before each replay
     loss      []         float   this step's loss (sum over T of the batch-mean CE)
     lr        []         float   the learning rate, refilled when the schedule changes it
 
-The captured training step is forward (under bf16 autocast if asked), loss, backward, clipping
-by global norm and the plain-SGD update `sgd_update_` — the same operations as
-`make_train_step`, so after k steps the parameters agree with the plain path up to float
-rounding (the test states its tolerance). Dropout draws from the CUDA generator, which
+The captured training step is `unroll.models.lm.loss_and_grads` (forward under bf16 autocast if
+asked, loss, backward, clipping by global norm) — the same call as `make_train_step` — and the
+plain-SGD update `sgd_update_`, so after k steps the parameters agree with the plain path up
+to float rounding (the test states its tolerance). Dropout draws from the CUDA generator, which
 advances at every replay: masks are fresh each step.
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import torch
 
-from unroll.models.lm import LanguageModel, State, lm_loss
+from unroll.models.lm import LanguageModel, State, lm_loss, loss_and_grads
 from unroll.training.cuda_graphs import GraphedStep, sgd_update_
 
 Autocast = Callable[[], contextlib.AbstractContextManager]
@@ -59,13 +59,11 @@ class GraphedTrainStep:
         self._lr_value: float | None = None
 
         def body() -> None:
-            with autocast():
-                logits, (h, c) = model(self.x, (self.h, self.c))  # [B, T, V]
-            loss = lm_loss(logits, self.y)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
+            loss, (h, c) = loss_and_grads(
+                model, params, self.x, self.y, (self.h, self.c), max_grad_norm, autocast
+            )
             sgd_update_(params, self.lr)
-            self.loss.copy_(loss.detach())
+            self.loss.copy_(loss)
             self.h.copy_(h.detach())
             self.c.copy_(c.detach())
 
