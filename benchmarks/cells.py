@@ -22,6 +22,7 @@ import time
 import torch
 
 import unroll
+from unroll.kernels import lstm_cpu
 from unroll.training.device import device_name
 
 SHAPES = {  # name: (T, B, C = H, layers)
@@ -142,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
             "torch": torch.__version__,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "load_average": [round(v, 2) for v in os.getloadavg()],
+            # which time loops the fused LSTM ran on CPU (unroll.kernels.lstm_cpu)
+            "fused_cpu_loops": lstm_cpu.unavailable_reason() or "compiled",
         },
         "warmup": warmup,
         "repeats": repeats,

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from unroll.cells.lstm import lstm_step
-from unroll.kernels.lstm_fused import LSTMFunction, _kernel_weights, lstm_sequence
+from unroll.kernels import lstm_cpu
+from unroll.kernels.lstm_fused import LSTMFunction, PythonLoops, _kernel_weights, lstm_sequence
 
 D = torch.float64
 T, B, C, H = 4, 3, 2, 3
@@ -32,20 +33,37 @@ def make_inputs(peephole, bias, seed=0):
     }
 
 
+def loops_named(name):
+    """The time loops under test: "python" (every device) or "compiled" (CPU; skipped only
+    where the extension cannot be built — test_lstm_cpu.py insists on it where it can)."""
+    if name == "python":
+        return PythonLoops
+    loops = lstm_cpu.loops()
+    if loops is None:
+        pytest.skip(f"compiled CPU loops unavailable: {lstm_cpu.unavailable_reason()}")
+    return loops
+
+
+LOOPS = ["python", "compiled"]
+
 COMBOS = list(
     itertools.product([False, True], [False, True], [0.0, 1.0], [False, True], [False, True])
 )
 
 
+@pytest.mark.parametrize("loops", LOOPS)
 @pytest.mark.parametrize("peephole,coupled,forget_bias,bias,with_lengths", COMBOS)
-def test_gradcheck(peephole, coupled, forget_bias, bias, with_lengths):
+def test_gradcheck(peephole, coupled, forget_bias, bias, with_lengths, loops):
+    loops = loops_named(loops)
     inputs = make_inputs(peephole, bias)
     names = [k for k, v in inputs.items() if v is not None]
     lengths = torch.tensor([4, 1, 3]) if with_lengths else None
 
     def f(*tensors):
         kw = dict(zip(names, tensors))
-        return lstm_sequence(**kw, forget_bias=forget_bias, coupled=coupled, lengths=lengths)
+        return lstm_sequence(
+            **kw, forget_bias=forget_bias, coupled=coupled, lengths=lengths, loops=loops
+        )
 
     assert torch.autograd.gradcheck(f, [inputs[k] for k in names])
 
@@ -75,8 +93,10 @@ def reference_sequence(
     return torch.stack(ys), h, c
 
 
+@pytest.mark.parametrize("loops", LOOPS)
 @pytest.mark.parametrize("peephole,coupled", list(itertools.product([False, True], [False, True])))
-def test_equals_reference_step_outputs_and_all_grads(peephole, coupled):
+def test_equals_reference_step_outputs_and_all_grads(peephole, coupled, loops):
+    loops = loops_named(loops)
     inputs = make_inputs(peephole, True, seed=3)
     g = torch.Generator().manual_seed(4)
     probes = [
@@ -90,7 +110,7 @@ def test_equals_reference_step_outputs_and_all_grads(peephole, coupled):
             if v is not None:
                 v.grad = None
         if fn is lstm_sequence:
-            outs = fn(**inputs, forget_bias=0.5, coupled=coupled)
+            outs = fn(**inputs, forget_bias=0.5, coupled=coupled, loops=loops)
         else:
             outs = fn(**inputs, forget_bias=0.5, coupled=coupled)
         sum(torch.sum(o * p) for o, p in zip(outs, probes)).backward()
@@ -157,8 +177,9 @@ def test_cuda_matches_cpu():
         torch.testing.assert_close(a.detach(), b.cpu())
 
 
+@pytest.mark.parametrize("loops", LOOPS)
 @pytest.mark.parametrize("peephole,coupled", [(False, False), (True, True)])
-def test_float32_large_hidden_onednn_path_close_to_reference(peephole, coupled):
+def test_float32_large_hidden_onednn_path_close_to_reference(peephole, coupled, loops):
     """H >= 512 in float32 on CPU takes the prepacked oneDNN recurrent GEMM (when available)."""
     torch.manual_seed(0)
     Tl, Bl, Hl = 3, 2, 512
@@ -171,10 +192,13 @@ def test_float32_large_hidden_onednn_path_close_to_reference(peephole, coupled):
         t.requires_grad_(True)
     probe = torch.randn(Tl, Bl, Hl)
     results = []
+    loops = loops_named(loops)
     for fn in (lstm_sequence, reference_sequence):
         for t in leaves:
             t.grad = None
         kw = {"forget_bias": 1.0, "coupled": coupled}
+        if fn is lstm_sequence:
+            kw["loops"] = loops
         y, h, c = fn(x, h0, c0, *params, **kw)
         ((y * probe).sum() + h.sum() + c.sum()).backward()
         grads = [torch.zeros_like(t) if t.grad is None else t.grad.clone() for t in leaves]

@@ -1,0 +1,206 @@
+"""The compiled CPU loops of the fused LSTM (`unroll/kernels/lstm_cpu.cpp`).
+
+Held equal to the Python loops (`PythonLoops`, which are themselves checked against the cell
+in test_fused_lstm.py) buffer by buffer, forward and backward, every variant, float32 and
+float64, with and without variable lengths; plus the accuracy of the float activations and
+the fallback when the extension cannot be had.
+"""
+
+import itertools
+import shutil
+
+import pytest
+import torch
+
+from unroll.kernels import lstm_cpu
+from unroll.kernels.lstm_fused import PythonLoops, lstm_sequence, time_loops
+
+
+def compiler_present() -> bool:
+    try:
+        from torch.utils.cpp_extension import verify_ninja_availability
+
+        verify_ninja_availability()
+    except RuntimeError:
+        return False
+    return shutil.which("c++") is not None or shutil.which("g++") is not None
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    loops = lstm_cpu.loops()
+    if loops is None and not compiler_present():
+        pytest.skip(f"no C++ compiler/ninja here: {lstm_cpu.unavailable_reason()}")
+    assert loops is not None, lstm_cpu.unavailable_reason()
+    return loops
+
+
+def test_compiled_loops_build_where_a_compiler_is(compiled):
+    assert lstm_cpu.unavailable_reason() is None
+    assert time_loops(torch.device("cpu"), torch.float32) is compiled
+    assert time_loops(torch.device("cpu"), torch.float64) is compiled
+    assert time_loops(torch.device("cpu"), torch.bfloat16) is PythonLoops
+
+
+def test_float_activations_accuracy(compiled):
+    x = torch.linspace(-80, 80, 400_001)
+    sig, tanh = torch.ops.unroll_lstm_cpu.activations(x)
+    xd = x.double()
+    rel_sig = ((sig.double() - torch.sigmoid(xd)) / torch.sigmoid(xd)).abs().max().item()
+    abs_tanh = (tanh.double() - torch.tanh(xd)).abs().max().item()
+    assert rel_sig < 3e-7  # as accurate as torch.sigmoid (1.5e-7)
+    assert abs_tanh < 3e-7  # 2σ(2x) − 1: absolute, not relative, accuracy near 0
+    assert torch.equal(tanh[x.abs() > 10], torch.sign(x[x.abs() > 10]))  # saturates exactly
+    special = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0])
+    sig, tanh = torch.ops.unroll_lstm_cpu.activations(special)
+    assert sig[0].isnan() and tanh[0].isnan()  # a diverged model shows NaN, not a clamp
+    assert sig[1] == 1 and sig[2] < 1e-37 and sig[3] == 0.5
+    assert tanh[1] == 1 and tanh[2] == -1 and tanh[3] == 0
+
+
+def test_float64_activations_are_libm(compiled):
+    x = torch.linspace(-30, 30, 10_001, dtype=torch.float64)
+    sig, tanh = torch.ops.unroll_lstm_cpu.activations(x)
+    torch.testing.assert_close(sig, torch.sigmoid(x), rtol=1e-15, atol=1e-300)
+    torch.testing.assert_close(tanh, torch.tanh(x), rtol=1e-15, atol=1e-300)
+
+
+def loop_inputs(T, B, H, peephole, coupled, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    nb = 3 if coupled else 4
+
+    def r(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+
+    return {
+        "A": r(T, B, nb * H),
+        "h0": r(B, H),
+        "c0": r(B, H),
+        "w_hh": r(nb * H, H, scale=H**-0.5),
+        "peep_in": r(nb - 2, H, scale=0.5) if peephole else None,
+        "peep_o": r(H, scale=0.5) if peephole else None,
+        "dY": r(T, B, H),
+        "dc_n": r(B, H),
+    }
+
+
+def run_loops(loops, inp, with_dcx):
+    """Forward then backward through ``loops`` on copies of the inputs; every buffer out."""
+    T, B, G = inp["A"].shape
+    H = inp["h0"].shape[1]
+    A = inp["A"].clone()
+    Cs, TC, Y = (A.new_empty(T, B, H) for _ in range(3))
+    loops.forward(A, inp["h0"], inp["c0"], inp["w_hh"], inp["peep_in"], inp["peep_o"], Cs, TC, Y)
+    dCx = None
+    dc = inp["dc_n"].clone()
+    if with_dcx:  # variable lengths: dc_n enters at each sequence's last step
+        dCx = torch.zeros_like(Cs)
+        dCx[torch.arange(B) % T, torch.arange(B)] = dc
+        dc = torch.zeros_like(dc)
+    dG = A.new_empty(T, B, G)
+    args = (A, Cs, TC, inp["c0"], inp["w_hh"], inp["peep_in"], inp["peep_o"], inp["dY"].clone())
+    loops.backward(*args, dCx, dc, dG)
+    return {"A": A, "Cs": Cs, "TC": TC, "Y": Y, "dG": dG, "dc0": dc}
+
+
+CASES = list(itertools.product([False, True], [False, True], [False, True]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("peephole,coupled,with_dcx", CASES)
+def test_compiled_equals_python_loops(compiled, dtype, peephole, coupled, with_dcx):
+    inp = loop_inputs(5, 4, 24, peephole, coupled, dtype)
+    got = run_loops(compiled, inp, with_dcx)
+    want = run_loops(PythonLoops, inp, with_dcx)
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 0, "atol": 2e-5}
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], **tol, msg=lambda m, k=k: f"{k}: {m}")
+
+
+@pytest.mark.parametrize("peephole,coupled", [(False, False), (True, False), (True, True)])
+def test_compiled_equals_python_loops_large_hidden_prepacked(compiled, peephole, coupled):
+    """H >= 512 in float32: both take the prepacked oneDNN recurrent GEMM (where available)."""
+    inp = loop_inputs(3, 2, 512, peephole, coupled, torch.float32, seed=1)
+    got = run_loops(compiled, inp, with_dcx=False)
+    want = run_loops(PythonLoops, inp, with_dcx=False)
+    for k in want:
+        torch.testing.assert_close(
+            got[k], want[k], rtol=0, atol=5e-5, msg=lambda m, k=k: f"{k}: {m}"
+        )
+
+
+def test_batch_rows_split_over_threads_same_result(compiled):
+    """B·H above ~32k units: a step's gate math runs on several threads."""
+    inp = loop_inputs(3, 96, 512, True, False, torch.float32, seed=2)
+    want = run_loops(compiled, inp, with_dcx=True)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        got = run_loops(compiled, inp, with_dcx=True)
+    finally:
+        torch.set_num_threads(threads)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-5)
+
+
+def test_end_to_end_gradients_equal_between_loops(compiled):
+    torch.manual_seed(4)
+    T, B, C, H = 6, 3, 5, 8
+    lengths = torch.tensor([6, 2, 4])
+    params = [torch.randn(4 * H, C), torch.randn(4 * H, H), torch.randn(4 * H), torch.randn(4 * H)]
+    params += [torch.randn(H) * 0.3 for _ in range(3)]
+    leaves = [torch.randn(T, B, C), torch.randn(B, H), torch.randn(B, H)] + params
+    leaves = [t.double().requires_grad_(True) for t in leaves]
+    results = []
+    for loops in (compiled, PythonLoops):
+        out = lstm_sequence(*leaves, forget_bias=1.0, lengths=lengths, loops=loops)
+        grads = torch.autograd.grad(sum((o * o).sum() for o in out), leaves)
+        results.append([o.detach() for o in out] + list(grads))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_environment_variable_turns_it_off(monkeypatch):
+    monkeypatch.setenv(lstm_cpu.ENV, "0")
+    assert time_loops(torch.device("cpu"), torch.float32) is PythonLoops
+    assert lstm_cpu.ENV in lstm_cpu.unavailable_reason()
+
+
+def test_build_failure_falls_back_to_python_loops_with_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(lstm_cpu, "_state", {"tried": False, "ops": None, "reason": ""})
+
+    def broken(flags):
+        raise RuntimeError("Error building extension\nlstm_cpu.cpp:1: error: no compiler here")
+
+    monkeypatch.setattr(lstm_cpu, "_build", broken)
+    assert lstm_cpu.loops() is None
+    assert time_loops(torch.device("cpu"), torch.float32) is PythonLoops
+    reason = lstm_cpu.unavailable_reason()
+    assert "error: no compiler here" in reason and "-march=native" in reason
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Python loops" in err[0]
+    # and the layer still runs, on the Python loops
+    import unroll
+
+    y, _ = unroll.LSTM(3, 4, peephole=True, impl="fused")(torch.randn(2, 1, 3))
+    assert y.shape == (2, 1, 4)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 3), (33, 65), (2600, 650)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tiled_transpose(compiled, shape, dtype):
+    m = torch.randn(*shape, dtype=dtype)
+    got = compiled.transpose(m)
+    assert got.is_contiguous() and torch.equal(got, m.t())
+    assert torch.equal(compiled.transpose(m.t()), m)  # a non-contiguous input too
+
+
+@pytest.mark.parametrize("coupled", [False, True])
+def test_weight_gradients_arrive_contiguous(coupled):
+    """Autograd keeps a contiguous gradient as it is; a strided one costs it a slow copy."""
+    import unroll
+
+    lstm = unroll.LSTM(6, 8, peephole=True, coupled=coupled, impl="fused")
+    lstm(torch.randn(4, 3, 6))[0].sum().backward()
+    for name, p in lstm.named_parameters():
+        assert p.grad is not None and p.grad.is_contiguous(), name
