@@ -205,3 +205,43 @@ def test_float32_large_hidden_onednn_path_close_to_reference(peephole, coupled, 
         results.append([y.detach(), h.detach(), c.detach()] + grads)
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_big_gemms_through_onednn_equal_torch():
+    """The whole-sequence GEMMs above BIG_GEMM_MACS (oneDNN on CPU float32), transposed views."""
+    from unroll.kernels import lstm_fused
+
+    torch.manual_seed(5)
+    a, b, bias = torch.randn(700, 650), torch.randn(2600, 650), torch.randn(2600)
+    assert lstm_fused.BIG_GEMM_MACS <= 700 * 650 * 2600
+    want = (a.double() @ b.double().t() + bias.double()).float()
+    torch.testing.assert_close(lstm_fused.gemm_nt(a, b, bias), want, rtol=1e-4, atol=1e-3)
+    dG2, inp = torch.randn(700, 2600), torch.randn(700, 650)
+    got = lstm_fused.weight_gradient(dG2, inp, PythonLoops.transpose)
+    assert got.shape == (2600, 650) and got.is_contiguous()
+    torch.testing.assert_close(got, (dG2.double().t() @ inp.double()).float(), rtol=1e-4, atol=1e-3)
+    dx = lstm_fused.gemm_nt(dG2, b.t())  # b.t(): a transposed view as the weight
+    torch.testing.assert_close(dx, (dG2.double() @ b.double()).float(), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("loops", LOOPS)
+def test_layer_with_every_gemm_through_onednn_close_to_reference(monkeypatch, loops):
+    from unroll.kernels import lstm_fused
+
+    monkeypatch.setattr(lstm_fused, "BIG_GEMM_MACS", 1)  # every whole-sequence GEMM: oneDNN
+    loops = loops_named(loops)
+    torch.manual_seed(6)
+    Tm, Bm, Cm, Hm = 5, 3, 7, 16
+    leaves = [torch.randn(Tm, Bm, Cm), torch.randn(Bm, Hm), torch.randn(Bm, Hm)]
+    leaves += [torch.randn(4 * Hm, Cm) * 0.3, torch.randn(4 * Hm, Hm) * 0.3]
+    leaves += [torch.randn(4 * Hm) * 0.1, torch.randn(4 * Hm) * 0.1]
+    leaves += [torch.randn(Hm) * 0.3 for _ in range(3)]
+    leaves = [t.requires_grad_(True) for t in leaves]
+    results = []
+    for fn in (lstm_sequence, reference_sequence):
+        kw = {"loops": loops} if fn is lstm_sequence else {}
+        out = fn(*leaves, forget_bias=1.0, coupled=False, **kw)
+        grads = torch.autograd.grad(sum((o * o).sum() for o in out), leaves)
+        results.append([o.detach() for o in out] + list(grads))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
