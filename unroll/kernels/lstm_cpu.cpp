@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 namespace {
 
@@ -251,17 +252,20 @@ void lstm_forward(at::Tensor A, const at::Tensor& h0, const at::Tensor& c0,
     const T* po = peep_o.has_value() ? peep_o->data_ptr<T>() : nullptr;
     auto step = peep_in ? (coupled ? forward_step<T, true, true> : forward_step<T, true, false>)
                         : (coupled ? forward_step<T, false, true> : forward_step<T, false, false>);
+    // Per-step tensors (for the GEMMs) made once; the gate math gets raw pointers.
+    const std::vector<at::Tensor> a_t = A.unbind(0), y_t = Y.unbind(0);  // (B, G), (B, H)
+    T* a = A.data_ptr<T>();
+    T *c = Cs.data_ptr<T>(), *tc = TC.data_ptr<T>(), *y = Y.data_ptr<T>();
+    const int64_t BG = B * G, BH = B * H;
     for (int64_t t = 0; t < steps; ++t) {
-      at::Tensor a = A[t];  // (B, G)
-      const at::Tensor h = t == 0 ? h0 : Y[t - 1];
+      const at::Tensor& h = t == 0 ? h0 : y_t[t - 1];
       if (w_packed) {
-        a.add_(packed_linear(h, *w_packed));
+        a_t[t].add_(packed_linear(h, *w_packed));
       } else {
-        a.addmm_(h, w_t);
+        a_t[t].addmm_(h, w_t);
       }
-      const T* c_prev = t == 0 ? c0.data_ptr<T>() : Cs[t - 1].data_ptr<T>();
-      step(a.data_ptr<T>(), c_prev, Cs[t].data_ptr<T>(), TC[t].data_ptr<T>(),
-           Y[t].data_ptr<T>(), pi, pf, po, B, H);
+      const T* c_prev = t == 0 ? c0.data_ptr<T>() : c + (t - 1) * BH;
+      step(a + t * BG, c_prev, c + t * BH, tc + t * BH, y + t * BH, pi, pf, po, B, H);
     }
   });
 }
@@ -293,16 +297,28 @@ void lstm_backward(const at::Tensor& A, const at::Tensor& Cs, const at::Tensor& 
     auto step = peep_in ? (coupled ? backward_step<T, true, true> : backward_step<T, true, false>)
                         : (coupled ? backward_step<T, false, true>
                                    : backward_step<T, false, false>);
+    // Per-step tensors (for the GEMMs) made once; the gate math gets raw pointers.
+    const std::vector<at::Tensor> dy_t = dY.unbind(0), dg_t = dG.unbind(0);
+    const T *a = A.data_ptr<T>(), *c = Cs.data_ptr<T>(), *tc = TC.data_ptr<T>();
+    const T* dcx = dCx ? dCx->data_ptr<T>() : nullptr;
+    T *dg = dG.data_ptr<T>(), *dcp = dc.data_ptr<T>();
+    const int64_t BG = B * G, BH = B * H;
     for (int64_t t = steps - 1; t >= 0; --t) {
-      at::Tensor dh_t = dY[t];  // dL/dh_t = dY_t + dG_{t+1} · W_hh
+      const at::Tensor* dh_t = &dy_t[t];  // dL/dh_t = dY_t + dG_{t+1} · W_hh
       if (t < steps - 1) {
-        dh_t = w_t_packed ? at::add_out(dh, dh_t, packed_linear(dG[t + 1], *w_t_packed))
-                          : at::addmm_out(dh, dh_t, dG[t + 1], w_hh);
+        if (w_t_packed) {
+          at::add_out(dh, dy_t[t], packed_linear(dg_t[t + 1], *w_t_packed));
+        } else {
+          at::addmm_out(dh, dy_t[t], dg_t[t + 1], w_hh);
+        }
+        dh_t = &dh;
       }
-      if (dCx) dc.add_((*dCx)[t]);
-      const T* c_prev = t == 0 ? c0.data_ptr<T>() : Cs[t - 1].data_ptr<T>();
-      step(A[t].data_ptr<T>(), c_prev, TC[t].data_ptr<T>(), dh_t.data_ptr<T>(),
-           dc.data_ptr<T>(), dG[t].data_ptr<T>(), pi, pf, po, B, H);
+      if (dcx) {
+        for (int64_t k = 0; k < BH; ++k) dcp[k] += dcx[t * BH + k];
+      }
+      const T* c_prev = t == 0 ? c0.data_ptr<T>() : c + (t - 1) * BH;
+      step(a + t * BG, c_prev, tc + t * BH, dh_t->data_ptr<T>(), dcp, dg + t * BG, pi, pf, po,
+           B, H);
     }
   });
 }

@@ -168,7 +168,7 @@ def _onednn_linear_works() -> bool:
     if not torch.backends.mkldnn.is_available():
         return False
     try:
-        a, b = torch.randn(3, 5), torch.randn(4, 3)
+        a, b = torch.randn(3, 5), torch.randn(3, 4)  # a.t() @ b, from two transposed views
         got = torch.ops.mkldnn._linear_pointwise(a.t(), b.t(), None, "none", [], "")
         return bool(torch.allclose(got, a.t() @ b, atol=1e-5))
     except (RuntimeError, AttributeError, TypeError):
@@ -196,17 +196,15 @@ def gemm_nt(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
     return torch.addmm(bias, a, b.t()) if bias is not None else a @ b.t()
 
 
-def weight_gradient(dG2: Tensor, inp: Tensor, transpose) -> Tensor:
+def weight_gradient(dG2: Tensor, inp: Tensor) -> Tensor:
     """dG2ᵀ · inp (G, K), contiguous, for dG2 (N, G) and inp (N, K).
 
-    oneDNN computes it in this layout directly (large float32 CPU products, `gemm_nt`);
-    otherwise MKL's faster orientation (inpᵀ·dG2: 1.4x at PTB Medium, 1 thread) and
-    ``transpose`` (the loops' contiguous transpose).
+    Contiguous because autograd would copy a strided gradient into the parameter's layout
+    (a slow strided copy). Large float32 CPU products go through oneDNN (`gemm_nt`).
     """
-    G, K = dG2.shape[1], inp.shape[1]
-    if _onednn_for(G, K, dG2.shape[0], dG2):
+    if _onednn_for(dG2.shape[1], inp.shape[1], dG2.shape[0], dG2):
         return gemm_nt(dG2.t(), inp.t())
-    return transpose(inp.t() @ dG2)
+    return dG2.t() @ inp
 
 
 def _onednn_matmul(weight: Tensor, batch: int):
@@ -272,11 +270,6 @@ class PythonLoops:
                 tc = torch.tanh(c_t[t], out=tc_t[t])
             torch.mul(o_t[t], tc, out=h_t[t])
             h, c = h_t[t], c_t[t]
-
-    @staticmethod
-    def transpose(m: Tensor) -> Tensor:
-        """m (R, C) -> mᵀ (C, R), contiguous."""
-        return m.t().contiguous()
 
     @staticmethod
     def backward(A, Cs, TC, c0, w_hh, peep_in, peep_o, dY, dCx, dc, dG) -> None:
@@ -407,14 +400,12 @@ class LSTMFunction(torch.autograd.Function):
         dx = gemm_nt(dG2, w_ih.t()).view(T, B, C) if need[0] else None
         dh0 = dG[0] @ w_hh if need[1] else None
         dc0 = dc if need[2] else None
-        # Weight gradients dGᵀ·input (G, K), contiguous: autograd would copy a strided one into
-        # the parameter's layout with a slow strided copy.
         x2 = x.reshape(T * B, C)
-        dw_ih = weight_gradient(dG2, x2, ctx.loops.transpose) if need[3] else None
+        dw_ih = weight_gradient(dG2, x2) if need[3] else None
         dw_hh = None
         if need[4]:
             H_prev = torch.cat((h0.unsqueeze(0), Y[:-1])).view(T * B, H)
-            dw_hh = weight_gradient(dG2, H_prev, ctx.loops.transpose)
+            dw_hh = weight_gradient(dG2, H_prev)
         dbias = dG2.sum(0) if need[5] else None
         dpeep_in = dpeep_o = None
         nb = G // H
