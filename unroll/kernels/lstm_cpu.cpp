@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -56,12 +57,28 @@ UNROLL_INLINE float tanh_(float x) { return 2.0f / (1.0f + exp_poly(-2.0f * x)) 
 UNROLL_INLINE double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }  // float64: libm
 UNROLL_INLINE double tanh_(double x) { return std::tanh(x); }
 
-struct Peepholes {  // raw pointers, nullptr where absent
-  template <typename T>
-  static const T* row(const c10::optional<at::Tensor>& p, int64_t k) {
-    return p.has_value() ? p->data_ptr<T>() + k * p->size(-1) : nullptr;
+// The peephole weights as raw pointers (nullptr where absent): i and f see c_{t-1}, o sees c_t.
+template <typename T>
+struct Peepholes {
+  const T *i = nullptr, *f = nullptr, *o = nullptr;
+  Peepholes(const c10::optional<at::Tensor>& peep_in, const c10::optional<at::Tensor>& peep_o,
+            bool coupled) {
+    if (!peep_in) return;
+    const T* rows = peep_in->data_ptr<T>();  // (ci, cf), or (cf) when coupled
+    i = coupled ? nullptr : rows;
+    f = coupled ? rows : rows + peep_in->size(-1);
+    o = peep_o->data_ptr<T>();
   }
 };
+
+// pick(peephole, coupled) with both as compile-time constants: the four step instantiations.
+template <typename Pick>
+auto by_variant(bool peephole, bool coupled, Pick pick) {
+  using yes = std::true_type;
+  using no = std::false_type;
+  return peephole ? (coupled ? pick(yes{}, yes{}) : pick(yes{}, no{}))
+                  : (coupled ? pick(no{}, yes{}) : pick(no{}, no{}));
+}
 
 // Batch rows per thread: a step's gate math runs on one thread unless it has more than ~32k
 // units (B·H), where splitting it over threads pays for their start (PTB Small/Medium: one).
@@ -247,11 +264,10 @@ void lstm_forward(at::Tensor A, const at::Tensor& h0, const at::Tensor& c0,
   const auto w_t = w_hh.t();
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_forward", [&] {
     using T = scalar_t;
-    const T* pi = coupled ? nullptr : Peepholes::row<T>(peep_in, 0);
-    const T* pf = Peepholes::row<T>(peep_in, coupled ? 0 : 1);
-    const T* po = peep_o.has_value() ? peep_o->data_ptr<T>() : nullptr;
-    auto step = peep_in ? (coupled ? forward_step<T, true, true> : forward_step<T, true, false>)
-                        : (coupled ? forward_step<T, false, true> : forward_step<T, false, false>);
+    const Peepholes<T> p(peep_in, peep_o, coupled);
+    const auto step = by_variant(peep_in.has_value(), coupled, [](auto peep, auto cpl) {
+      return &forward_step<T, decltype(peep)::value, decltype(cpl)::value>;
+    });
     // Per-step tensors (for the GEMMs) made once; the gate math gets raw pointers.
     const std::vector<at::Tensor> a_t = A.unbind(0), y_t = Y.unbind(0);  // (B, G), (B, H)
     T* a = A.data_ptr<T>();
@@ -265,7 +281,7 @@ void lstm_forward(at::Tensor A, const at::Tensor& h0, const at::Tensor& c0,
         a_t[t].addmm_(h, w_t);
       }
       const T* c_prev = t == 0 ? c0.data_ptr<T>() : c + (t - 1) * BH;
-      step(a + t * BG, c_prev, c + t * BH, tc + t * BH, y + t * BH, pi, pf, po, B, H);
+      step(a + t * BG, c_prev, c + t * BH, tc + t * BH, y + t * BH, p.i, p.f, p.o, B, H);
     }
   });
 }
@@ -291,12 +307,10 @@ void lstm_backward(const at::Tensor& A, const at::Tensor& Cs, const at::Tensor& 
   at::Tensor dh = at::empty_like(dc);
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_backward", [&] {
     using T = scalar_t;
-    const T* pi = coupled ? nullptr : Peepholes::row<T>(peep_in, 0);
-    const T* pf = Peepholes::row<T>(peep_in, coupled ? 0 : 1);
-    const T* po = peep_o.has_value() ? peep_o->data_ptr<T>() : nullptr;
-    auto step = peep_in ? (coupled ? backward_step<T, true, true> : backward_step<T, true, false>)
-                        : (coupled ? backward_step<T, false, true>
-                                   : backward_step<T, false, false>);
+    const Peepholes<T> p(peep_in, peep_o, coupled);
+    const auto step = by_variant(peep_in.has_value(), coupled, [](auto peep, auto cpl) {
+      return &backward_step<T, decltype(peep)::value, decltype(cpl)::value>;
+    });
     // Per-step tensors (for the GEMMs) made once; the gate math gets raw pointers.
     const std::vector<at::Tensor> dy_t = dY.unbind(0), dg_t = dG.unbind(0);
     const T *a = A.data_ptr<T>(), *c = Cs.data_ptr<T>(), *tc = TC.data_ptr<T>();
@@ -317,8 +331,8 @@ void lstm_backward(const at::Tensor& A, const at::Tensor& Cs, const at::Tensor& 
         for (int64_t k = 0; k < BH; ++k) dcp[k] += dcx[t * BH + k];
       }
       const T* c_prev = t == 0 ? c0.data_ptr<T>() : c + (t - 1) * BH;
-      step(a + t * BG, c_prev, tc + t * BH, dh_t->data_ptr<T>(), dcp, dg + t * BG, pi, pf, po,
-           B, H);
+      step(a + t * BG, c_prev, tc + t * BH, dh_t->data_ptr<T>(), dcp, dg + t * BG, p.i, p.f,
+           p.o, B, H);
     }
   });
 }
