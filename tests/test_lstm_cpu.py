@@ -143,10 +143,11 @@ def test_batch_rows_split_over_threads_same_result(compiled):
         torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-5)
 
 
-def test_end_to_end_gradients_equal_between_loops(compiled):
+@pytest.mark.parametrize("T,lengths", [(6, [6, 2, 4]), (6, None), (1, None), (1, [1, 1, 1])])
+def test_end_to_end_gradients_equal_between_loops(compiled, T, lengths):
     torch.manual_seed(4)
-    T, B, C, H = 6, 3, 5, 8
-    lengths = torch.tensor([6, 2, 4])
+    B, C, H = 3, 5, 8
+    lengths = None if lengths is None else torch.tensor(lengths)
     params = [torch.randn(4 * H, C), torch.randn(4 * H, H), torch.randn(4 * H), torch.randn(4 * H)]
     params += [torch.randn(H) * 0.3 for _ in range(3)]
     leaves = [torch.randn(T, B, C), torch.randn(B, H), torch.randn(B, H)] + params
@@ -158,6 +159,24 @@ def test_end_to_end_gradients_equal_between_loops(compiled):
         results.append([o.detach() for o in out] + list(grads))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_strided_state_and_peepholes_are_accepted(compiled):
+    """Views that are not contiguous (a state sliced from a larger one, peepholes from a
+    stacked matrix's columns) give the same result as their contiguous copies."""
+    torch.manual_seed(7)
+    T, B, C, H = 4, 3, 5, 6
+    x = torch.randn(T, B, C)
+    state = torch.randn(B, 2 * H)
+    h0, c0 = state[:, :H], state[:, H:]  # non-contiguous
+    w = [torch.randn(4 * H, C), torch.randn(4 * H, H), torch.randn(4 * H), torch.randn(4 * H)]
+    peeps = torch.randn(H, 3)  # columns: non-contiguous vectors
+    got = lstm_sequence(x, h0, c0, *w, *peeps.unbind(1), loops=compiled)
+    want = lstm_sequence(
+        x, h0.contiguous(), c0.contiguous(), *w, *peeps.t().contiguous(), loops=compiled
+    )
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_environment_variable_turns_it_off(monkeypatch):

@@ -359,6 +359,7 @@ class LSTMFunction(torch.autograd.Function):
         G = w_hh.shape[0]
         loops = loops or time_loops(x.device, x.dtype)
         h0, c0, w_hh = h0.contiguous(), c0.contiguous(), w_hh.contiguous()
+        peep_in, peep_o = (None if p is None else p.contiguous() for p in (peep_in, peep_o))
         # Input projection for every step at once: A (T, B, G) holds the pre-activations.
         x2 = x.reshape(T * B, C)
         A = gemm_nt(x2, w_ih, bias)
