@@ -223,3 +223,16 @@ def test_weight_gradients_arrive_contiguous(coupled):
     lstm(torch.randn(4, 3, 6))[0].sum().backward()
     for name, p in lstm.named_parameters():
         assert p.grad is not None and p.grad.is_contiguous(), name
+
+
+def test_build_path_finds_the_environment_ninja():
+    """`pip install ninja` puts ninja beside the interpreter; an unactivated venv lacks it on
+    PATH, so the build adds that directory (last: the system's tools keep precedence)."""
+    import os
+    import sys
+
+    here = os.path.dirname(sys.executable)
+    assert lstm_cpu.path_with_interpreter_dir("/usr/bin").split(os.pathsep) == ["/usr/bin", here]
+    assert lstm_cpu.path_with_interpreter_dir(None) == here
+    already = os.pathsep.join([here, "/usr/bin"])
+    assert lstm_cpu.path_with_interpreter_dir(already) == already

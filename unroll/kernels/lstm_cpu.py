@@ -61,13 +61,30 @@ def _build(flags: list[str]) -> None:
             f"unroll: compiling the CPU LSTM loops once (about 20 s; cached in {build_dir})",
             file=sys.stderr,
         )
-    cpp_extension.load(
-        name=name,
-        sources=[str(SOURCE)],
-        extra_cflags=flags,
-        is_python_module=False,
-        verbose=False,
-    )
+    old_path = os.environ.get("PATH")
+    os.environ["PATH"] = path_with_interpreter_dir(old_path)
+    try:
+        cpp_extension.load(
+            name=name,
+            sources=[str(SOURCE)],
+            extra_cflags=flags,
+            is_python_module=False,
+            verbose=False,
+        )
+    finally:
+        if old_path is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = old_path
+
+
+def path_with_interpreter_dir(path: str | None) -> str:
+    """PATH with this interpreter's directory added last: there `pip install ninja` puts the
+    ninja that torch's extension builder looks up on PATH, and a virtual environment run as
+    ``.venv/bin/python`` (not activated) does not have it on PATH."""
+    parts = [p for p in (path or "").split(os.pathsep) if p]
+    here = os.path.dirname(sys.executable)
+    return os.pathsep.join(parts if here in parts else [*parts, here])
 
 
 def _first_error(message: str) -> str:
