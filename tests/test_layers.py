@@ -441,3 +441,12 @@ def test_parametrized_weight_is_used(impl):
     torch.testing.assert_close(a(x)[0], b(x)[0])
     a(x)[0].sum().backward()
     assert a.parametrizations.weight_hh_l1.original.grad is not None
+
+
+def test_repr_names_the_variant_options_that_are_set():
+    cell = unroll.LSTMCell(3, 4, bias=False, forget_bias=1.0, peephole=True, coupled=True)
+    assert repr(cell) == "LSTMCell(3, 4, bias=False, forget_bias=1.0, peephole=True, coupled=True)"
+    assert repr(unroll.LSTMCell(3, 4)) == "LSTMCell(3, 4)"
+    layer = unroll.LSTM(3, 4, num_layers=2, peephole=True)
+    assert repr(layer).endswith(", peephole=True)") and "coupled" not in repr(layer)
+    assert "forget_bias=0.5" in repr(unroll.LSTM(3, 4, forget_bias=0.5, coupled=True))

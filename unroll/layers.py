@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from unroll.cells.gru import gru_step
-from unroll.cells.lstm import lstm_step
+from unroll.cells.lstm import lstm_step, variant_repr
 from unroll.cells.rnn import NONLINEARITIES, rnn_step
 from unroll.kernels.lstm_fused import lstm_sequence
 
@@ -539,14 +539,7 @@ class LSTM(_RNNBase):
                 )
 
     def extra_repr(self) -> str:
-        s = super().extra_repr()
-        if self.forget_bias:
-            s += f", forget_bias={self.forget_bias}"
-        if self.peephole:
-            s += ", peephole=True"
-        if self.coupled:
-            s += ", coupled=True"
-        return s
+        return super().extra_repr() + variant_repr(self.forget_bias, self.peephole, self.coupled)
 
     def _uses_torch_kernel(self) -> bool:
         return not (self.peephole or self.coupled)

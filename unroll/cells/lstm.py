@@ -66,6 +66,13 @@ def lstm_step(
     return h, c
 
 
+def variant_repr(forget_bias: float, peephole: bool, coupled: bool) -> str:
+    """The LSTM variant options that differ from the defaults, as ``repr`` text (", …")."""
+    s = f", forget_bias={forget_bias}" if forget_bias else ""
+    s += ", peephole=True" if peephole else ""
+    return s + (", coupled=True" if coupled else "")
+
+
 class LSTMCell(CellBase):
     """LSTM cell, one time step: ``h, c = cell(x, state=None)`` (equations in the module docstring).
 
@@ -106,13 +113,7 @@ class LSTMCell(CellBase):
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
-        if self.forget_bias:
-            s += f", forget_bias={self.forget_bias}"
-        if self.peephole:
-            s += ", peephole=True"
-        if self.coupled:
-            s += ", coupled=True"
-        return s
+        return s + variant_repr(self.forget_bias, self.peephole, self.coupled)
 
     def forward(
         self, x: Tensor, state: tuple[Tensor, Tensor] | None = None
