@@ -87,26 +87,25 @@ def read_idx(path: str | Path) -> np.ndarray:
     return array.astype(dtype.newbyteorder("="))  # a native-endian, writable copy
 
 
-def read_idx_images(path: str | Path) -> np.ndarray:
-    """An IDX file of N images: uint8 ``[N, H, W]``."""
+def _read_uint8(path: str | Path, ndim: int, expected: str) -> np.ndarray:
+    """`read_idx`, then a one-line error unless the array is uint8 with ``ndim`` dimensions."""
     array = read_idx(path)
-    if array.ndim != 3 or array.dtype != np.uint8:
+    if array.ndim != ndim or array.dtype != np.uint8:
         raise UserError(
-            f"{path}: expected IDX images (uint8, 3 dimensions N x H x W), "
+            f"{path}: expected {expected}, "
             f"got {array.dtype} with shape {'x'.join(map(str, array.shape))}"
         )
     return array
+
+
+def read_idx_images(path: str | Path) -> np.ndarray:
+    """An IDX file of N images: uint8 ``[N, H, W]``."""
+    return _read_uint8(path, 3, "IDX images (uint8, 3 dimensions N x H x W)")
 
 
 def read_idx_labels(path: str | Path) -> np.ndarray:
     """An IDX file of N class labels: uint8 ``[N]``."""
-    array = read_idx(path)
-    if array.ndim != 1 or array.dtype != np.uint8:
-        raise UserError(
-            f"{path}: expected IDX labels (uint8, 1 dimension N), "
-            f"got {array.dtype} with shape {'x'.join(map(str, array.shape))}"
-        )
-    return array
+    return _read_uint8(path, 1, "IDX labels (uint8, 1 dimension N)")
 
 
 def read_idx_pair(
