@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from unroll.cells.base import check_cell_state, check_like
 from unroll.cells.gru import gru_step
 from unroll.cells.lstm import lstm_step, variant_repr
 from unroll.cells.rnn import NONLINEARITIES, rnn_step
@@ -230,14 +231,7 @@ class _RNNBase(nn.Module):
                 f"{name}: expected input with {self.input_size} features (last dim), "
                 f"got {x.shape[-1]}"
             )
-        if x.dtype != w.dtype:
-            raise ValueError(
-                f"{name}: expected input of dtype {w.dtype} (the parameters'), got {x.dtype}"
-            )
-        if x.device != w.device:
-            raise ValueError(
-                f"{name}: expected input on device {w.device} (the parameters'), got {x.device}"
-            )
+        check_like(name, "input", x, w)
 
     def _check_state(self, state, batch: int, unbatched: bool) -> tuple[Tensor, ...] | None:
         """Validate ``state`` and return it as a tuple of (L·D, B, H) tensors, or None."""
@@ -257,19 +251,7 @@ class _RNNBase(nn.Module):
         LD = self.num_layers * self.num_directions
         shape = (LD, self.hidden_size) if unbatched else (LD, batch, self.hidden_size)
         for s, what in zip(parts, names):
-            if not isinstance(s, Tensor):
-                raise ValueError(f"{name}: expected {what} to be a Tensor, got {type(s).__name__}")
-            if tuple(s.shape) != shape:
-                raise ValueError(f"{name}: expected {what} of shape {shape}, got {tuple(s.shape)}")
-            if s.dtype != w.dtype:
-                raise ValueError(
-                    f"{name}: expected {what} of dtype {w.dtype} (the parameters'), got {s.dtype}"
-                )
-            if s.device != w.device:
-                raise ValueError(
-                    f"{name}: expected {what} on device {w.device} (the parameters'), "
-                    f"got {s.device}"
-                )
+            check_cell_state(name, what, s, shape, w)
         return tuple(s.unsqueeze(1) for s in parts) if unbatched else parts
 
     def _check_lengths(self, lengths: Lengths, batch: int, steps: int) -> Tensor:

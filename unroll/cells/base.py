@@ -34,6 +34,8 @@ def check_like(name: str, what: str, t: Tensor, like: Tensor) -> None:
 
 
 def check_cell_state(name: str, what: str, s: Tensor, shape: tuple[int, ...], like: Tensor) -> None:
+    """Raise ValueError unless state tensor ``s`` has ``shape`` and ``like``'s dtype/device
+    (the cells' one-step state and the layers' (L·D, B, H) state alike)."""
     if not isinstance(s, Tensor):
         raise ValueError(f"{name}: expected {what} to be a Tensor, got {type(s).__name__}")
     if tuple(s.shape) != shape:
