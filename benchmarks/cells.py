@@ -22,8 +22,8 @@ import time
 import torch
 
 import unroll
-from unroll.kernels import lstm_cpu
-from unroll.training.device import device_name
+from unroll.nn.kernels import lstm_cpu
+from unroll.engine.device import device_name
 
 SHAPES = {  # name: (T, B, C = H, layers)
     "small": (20, 20, 200, 2),
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
             "torch": torch.__version__,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "load_average": [round(v, 2) for v in os.getloadavg()],
-            # which time loops the fused LSTM ran on CPU (unroll.kernels.lstm_cpu)
+            # which time loops the fused LSTM ran on CPU (unroll.nn.kernels.lstm_cpu)
             "fused_cpu_loops": lstm_cpu.unavailable_reason() or "compiled",
         },
         "warmup": warmup,

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from unroll.data.batching import batchify, bptt_batches, epoch_size  # noqa: E402
 from unroll.recipes.lm import get_preset  # noqa: E402
-from unroll.training.device import device_name  # noqa: E402
+from unroll.engine.device import device_name  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,7 +255,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from unroll.training.device import resolve_device
+    from unroll.engine.device import resolve_device
 
     device = resolve_device(args.device)
     if device.type == "cuda":

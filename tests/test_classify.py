@@ -28,7 +28,7 @@ from unroll.recipes.classify import (
     run_baselines,
     train,
 )
-from unroll.training import load_checkpoint
+from unroll.engine import load_checkpoint
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from unroll.cli import main
-from unroll.forecasting import (
+from unroll.metrics.forecast import (
     backtest,
     mae,
     mase,
@@ -20,7 +20,7 @@ from unroll.forecasting import (
 )
 from unroll.models.forecaster import Forecaster
 from unroll.recipes.forecast import predict
-from unroll.training.metrics import read_metrics
+from unroll.engine.metrics import read_metrics
 
 # A tiny config for the synthetic series (960 rows, season 24): seconds on 2 cores.
 TINY = [

@@ -5,9 +5,9 @@ import itertools
 import pytest
 import torch
 
-from unroll.cells.lstm import lstm_step
-from unroll.kernels import lstm_cpu
-from unroll.kernels.lstm_fused import LSTMFunction, PythonLoops, _kernel_weights, lstm_sequence
+from unroll.nn.cells.lstm import lstm_step
+from unroll.nn.kernels import lstm_cpu
+from unroll.nn.kernels.lstm_fused import LSTMFunction, PythonLoops, _kernel_weights, lstm_sequence
 
 D = torch.float64
 T, B, C, H = 4, 3, 2, 3
@@ -209,7 +209,7 @@ def test_float32_large_hidden_onednn_path_close_to_reference(peephole, coupled, 
 
 def test_big_gemms_through_onednn_equal_torch():
     """The whole-sequence GEMMs above BIG_GEMM_MACS (oneDNN on CPU float32), transposed views."""
-    from unroll.kernels import lstm_fused
+    from unroll.nn.kernels import lstm_fused
 
     # this build has oneDNN: the path must be taken, not silently skipped
     assert lstm_fused._onednn_linear_works() == torch.backends.mkldnn.is_available()
@@ -228,7 +228,7 @@ def test_big_gemms_through_onednn_equal_torch():
 
 @pytest.mark.parametrize("loops", LOOPS)
 def test_layer_with_every_gemm_through_onednn_close_to_reference(monkeypatch, loops):
-    from unroll.kernels import lstm_fused
+    from unroll.nn.kernels import lstm_fused
 
     monkeypatch.setattr(lstm_fused, "BIG_GEMM_MACS", 1)  # every whole-sequence GEMM: oneDNN
     assert lstm_fused._onednn_linear_works() == torch.backends.mkldnn.is_available()

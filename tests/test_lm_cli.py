@@ -4,8 +4,8 @@ import pytest
 
 from unroll.cli import main
 from unroll.recipes.lm_presets import PRESETS
-from unroll.training import save_checkpoint
-from unroll.training.metrics import read_metrics
+from unroll.engine import save_checkpoint
+from unroll.engine.metrics import read_metrics
 
 TINY = [
     "--device",

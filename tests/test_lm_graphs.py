@@ -20,7 +20,7 @@ from unroll.recipes.lm import (
     uses_graphs,
 )
 from unroll.recipes.lm_graphs import GraphedTrainStep
-from unroll.training.cuda_graphs import sgd_update_
+from unroll.engine.cuda_graphs import sgd_update_
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -7,7 +7,7 @@ import torch
 
 import unroll
 from unroll.models.lm import LanguageModel, detach_state, lm_loss
-from unroll.sampling import detokenize, sample
+from unroll.models.sampling import detokenize, sample
 
 
 def tiny(V=11, H=8, L=2, **kw) -> LanguageModel:

@@ -21,8 +21,8 @@ from unroll.recipes.lm import (
     load_model,
     train,
 )
-from unroll.training import load_checkpoint, save_checkpoint
-from unroll.training.metrics import read_metrics
+from unroll.engine import load_checkpoint, save_checkpoint
+from unroll.engine.metrics import read_metrics
 
 
 def write_corpus(directory, lines=(300, 40, 40), seed=0):

@@ -1,4 +1,4 @@
-"""The compiled CPU loops of the fused LSTM (`unroll/kernels/lstm_cpu.cpp`).
+"""The compiled CPU loops of the fused LSTM (`unroll/nn/kernels/lstm_cpu.cpp`).
 
 Held equal to the Python loops (`PythonLoops`, which are themselves checked against the cell
 in test_fused_lstm.py) buffer by buffer, forward and backward, every variant, float32 and
@@ -12,8 +12,8 @@ import shutil
 import pytest
 import torch
 
-from unroll.kernels import lstm_cpu
-from unroll.kernels.lstm_fused import PythonLoops, lstm_sequence, time_loops
+from unroll.nn.kernels import lstm_cpu
+from unroll.nn.kernels.lstm_fused import PythonLoops, lstm_sequence, time_loops
 
 
 def compiler_present() -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from unroll.recipes.lm import get_preset, train
-from unroll.training.metrics import read_metrics
+from unroll.engine.metrics import read_metrics
 
 
 def ptb_dir() -> Path:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from unroll.errors import UserError
-from unroll.training import (
+from unroll.engine import (
     MetricsLogger,
     Progress,
     RunDir,
@@ -19,9 +19,9 @@ from unroll.training import (
     seed_everything,
     set_rng_state,
 )
-from unroll.training.checkpoint import find_checkpoint
-from unroll.training.metrics import read_metrics
-from unroll.training.supervised import fit, make_optimizer
+from unroll.engine.checkpoint import find_checkpoint
+from unroll.engine.metrics import read_metrics
+from unroll.engine.supervised import fit, make_optimizer
 
 
 def test_checkpoint_round_trip_and_kind_check(tmp_path):

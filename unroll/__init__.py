@@ -4,8 +4,8 @@ Reference cells whose code reads like their equations, fast paths held equal to 
 recipes that reproduce published results.
 
 Public API:
-    cells      RNNCell, LSTMCell, GRUCell                      (unroll.cells)
-    layers     RNN, LSTM, GRU — drop-in for torch.nn's          (unroll.layers)
+    cells      RNNCell, LSTMCell, GRUCell                      (unroll.nn.cells)
+    layers     RNN, LSTM, GRU — drop-in for torch.nn's          (unroll.nn.layers)
     models     LanguageModel, RNNClassifier, SoftmaxRegression, SmallCNN, Forecaster
     recipes    lm, classify, forecast: the functions the CLI calls, e.g. ``lm.train``,
                ``lm.evaluate``, ``lm.generate``, ``classify.train``, ``forecast.train``,
@@ -15,9 +15,9 @@ Public API:
 
 __version__ = "0.1.0"
 
-from unroll.cells import GRUCell, LSTMCell, RNNCell
+from unroll.nn.cells import GRUCell, LSTMCell, RNNCell
 from unroll.errors import UserError
-from unroll.layers import GRU, LSTM, RNN
+from unroll.nn.layers import GRU, LSTM, RNN
 from unroll.models.classifier import RNNClassifier, SmallCNN, SoftmaxRegression
 from unroll.models.forecaster import Forecaster
 from unroll.models.lm import LanguageModel

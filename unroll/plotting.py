@@ -11,7 +11,7 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from unroll.training.checkpoint import atomic_write_bytes
+from unroll.engine.checkpoint import atomic_write_bytes
 
 MISSING_MATPLOTLIB = "matplotlib is not installed (pip install 'unroll[plot]')"
 

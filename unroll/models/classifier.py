@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from unroll.data.images import pixel_permutation, sequence_shape, to_sequences
-from unroll.layers import GRU, LSTM, RNN
+from unroll.nn.layers import GRU, LSTM, RNN
 
 CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 MODEL_NAMES = ("lstm", "gru", "rnn", "irnn", "softmax", "cnn")

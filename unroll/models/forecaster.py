@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from unroll.layers import GRU, LSTM, RNN
+from unroll.nn.layers import GRU, LSTM, RNN
 
 LAYERS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 

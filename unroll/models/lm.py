@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unroll import LSTM
+from unroll.nn.layers import LSTM
 
 State = tuple[Tensor, Tensor]
 

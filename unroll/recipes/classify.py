@@ -14,7 +14,7 @@ the test set is used once, at the end, for the reported figure. Each run directo
     confusion.txt    the confusion matrix as text (rows: true class, columns: predicted)
     confusion.png    the same as a figure (skipped with a note when matplotlib is missing)
 
-The training loop itself is `unroll.training.supervised.fit`.
+The training loop itself is `unroll.engine.supervised.fit`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from unroll.data.images import ImageDataset, load_images, train_valid_split
 from unroll.errors import UserError
 from unroll.models.classifier import MODEL_NAMES, build_classifier
 from unroll.plotting import MISSING_MATPLOTLIB, confusion_matrix_png
-from unroll.training import (
+from unroll.engine import (
     MetricsLogger,
     RunDir,
     load_checkpoint,
@@ -46,10 +46,10 @@ from unroll.training import (
     seed_everything,
     set_rng_state,
 )
-from unroll.training.checkpoint import atomic_write_text, find_checkpoint
-from unroll.training.device import num_threads
-from unroll.training.rundir import default_run_dir
-from unroll.training.supervised import fit, make_optimizer
+from unroll.engine.checkpoint import atomic_write_text, find_checkpoint
+from unroll.engine.device import num_threads
+from unroll.engine.rundir import default_run_dir
+from unroll.engine.supervised import fit, make_optimizer
 
 KIND = "unroll.classifier"
 RNN_MODELS = ("lstm", "gru", "rnn", "irnn")

@@ -7,7 +7,7 @@ One explicit pipeline, each step a function the CLI and the Python API share:
      written.
   2. `train`: minibatches of (lookback, horizon) windows whose targets lie in the training
      part (shuffled within it, never across the split) go through the shared loop
-     `unroll.training.supervised.fit` (clipping, per-epoch validation MAE, metrics JSON lines,
+     `unroll.engine.supervised.fit` (clipping, per-epoch validation MAE, metrics JSON lines,
      atomic last/best checkpoints).
   3. backtest with the best checkpoint: a forecast from every `step`-th origin of the test
      part, scored with MAE/RMSE/MASE next to the naive and seasonal-naive forecasts
@@ -52,14 +52,14 @@ from unroll.data.timeseries import (
     window_origins,
 )
 from unroll.errors import UserError
-from unroll.forecasting import backtest, format_table, mase_scale
+from unroll.metrics.forecast import backtest, format_table, mase_scale
 from unroll.models.forecaster import Forecaster
-from unroll.training.checkpoint import atomic_write_text, find_checkpoint, load_checkpoint
-from unroll.training.device import resolve_device
-from unroll.training.metrics import MetricsLogger
-from unroll.training.rundir import RunDir, default_run_dir
-from unroll.training.seed import seed_everything, set_rng_state
-from unroll.training.supervised import fit, make_optimizer
+from unroll.engine.checkpoint import atomic_write_text, find_checkpoint, load_checkpoint
+from unroll.engine.device import resolve_device
+from unroll.engine.metrics import MetricsLogger
+from unroll.engine.rundir import RunDir, default_run_dir
+from unroll.engine.seed import seed_everything, set_rng_state
+from unroll.engine.supervised import fit, make_optimizer
 
 KIND = "unroll.forecaster"
 DEMO_KIND = "unroll.forecaster.sin-cos"

@@ -43,8 +43,8 @@ from unroll.errors import UserError
 from unroll.models.lm import LanguageModel, State, detach_state, lm_loss, loss_and_grads
 from unroll.recipes.lm_graphs import GraphedTrainStep, graphed_eval_nll
 from unroll.recipes.lm_presets import DEFAULT_PRESET, PRESETS
-from unroll.sampling import detokenize, sample
-from unroll.training import (
+from unroll.models.sampling import detokenize, sample
+from unroll.engine import (
     MetricsLogger,
     Progress,
     RunDir,
@@ -55,10 +55,10 @@ from unroll.training import (
     seed_everything,
     set_rng_state,
 )
-from unroll.training.checkpoint import find_checkpoint
-from unroll.training.device import num_threads
-from unroll.training.metrics import read_metrics
-from unroll.training.rundir import default_run_dir
+from unroll.engine.checkpoint import find_checkpoint
+from unroll.engine.device import num_threads
+from unroll.engine.metrics import read_metrics
+from unroll.engine.rundir import default_run_dir
 
 KIND = "unroll.lm"
 

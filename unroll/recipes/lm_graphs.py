@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 
 from unroll.models.lm import LanguageModel, State, lm_loss, loss_and_grads
-from unroll.training.cuda_graphs import GraphedStep, sgd_update_
+from unroll.engine.cuda_graphs import GraphedStep, sgd_update_
 
 Autocast = Callable[[], contextlib.AbstractContextManager]
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from unroll.cells.base import CellBase, check_cell_input, check_cell_state
+from unroll.nn.cells.base import CellBase, check_cell_input, check_cell_state
 
 
 def gru_step(x_proj: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor | None) -> Tensor:

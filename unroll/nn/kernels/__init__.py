@@ -1,5 +1,5 @@
 """Fast paths beside the reference cells: same math, laid out for speed."""
 
-from unroll.kernels.lstm_fused import LSTMFunction, lstm_sequence
+from unroll.nn.kernels.lstm_fused import LSTMFunction, lstm_sequence
 
 __all__ = ["LSTMFunction", "lstm_sequence"]

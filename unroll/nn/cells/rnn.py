@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from unroll.cells.base import CellBase, check_cell_input, check_cell_state
+from unroll.nn.cells.base import CellBase, check_cell_input, check_cell_state
 
 NONLINEARITIES = ("tanh", "relu")
 

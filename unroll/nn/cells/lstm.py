@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unroll.cells.base import CellBase, check_cell_input, check_cell_state
+from unroll.nn.cells.base import CellBase, check_cell_input, check_cell_state
 
 
 def lstm_step(

@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from unroll.errors import UserError
-from unroll.training.checkpoint import save_checkpoint
-from unroll.training.metrics import MetricsLogger
-from unroll.training.progress import Progress
-from unroll.training.rundir import RunDir
-from unroll.training.seed import get_rng_state
+from unroll.engine.checkpoint import save_checkpoint
+from unroll.engine.metrics import MetricsLogger
+from unroll.engine.progress import Progress
+from unroll.engine.rundir import RunDir
+from unroll.engine.seed import get_rng_state
 
 Batch = tuple[torch.Tensor, ...]
 

@@ -6,9 +6,9 @@ their parameter names (``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``,
 loads into the torch module and back. Every layer runs one of three implementations, chosen in
 one place, `_RNNBase.implementation`:
 
-  reference  a Python loop over time calling the cell's step function (`unroll.cells`), with the
+  reference  a Python loop over time calling the cell's step function (`unroll.nn.cells`), with the
              input projection for all T steps done as one GEMM. The specification.
-  fused      LSTM: the hand-written sequence kernel `unroll.kernels.lstm_fused` (all variants).
+  fused      LSTM: the hand-written sequence kernel `unroll.nn.kernels.lstm_fused` (all variants).
              GRU/RNN: PyTorch's fused kernels (there are no GRU/RNN variants to fuse).
   auto       PyTorch's fused kernels (`torch._VF.lstm/gru/rnn_*`: cuDNN on GPU, oneDNN/native on
              CPU) whenever the math is identical: every GRU/RNN and the standard LSTM (a non-zero
@@ -43,11 +43,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from unroll.cells.base import check_cell_state, check_like
-from unroll.cells.gru import gru_step
-from unroll.cells.lstm import lstm_step, variant_repr
-from unroll.cells.rnn import NONLINEARITIES, rnn_step
-from unroll.kernels.lstm_fused import lstm_sequence
+from unroll.nn.cells.base import check_cell_state, check_like
+from unroll.nn.cells.gru import gru_step
+from unroll.nn.cells.lstm import lstm_step, variant_repr
+from unroll.nn.cells.rnn import NONLINEARITIES, rnn_step
+from unroll.nn.kernels.lstm_fused import lstm_sequence
 
 IMPLS = ("auto", "reference", "fused")
 Lengths = Tensor | Sequence[int]
@@ -464,8 +464,8 @@ class LSTM(_RNNBase):
             layout is nn.LSTM's) but are unused and get zero gradient; no ``weight_ci``.
         impl: "auto" (torch's fused kernel for the standard cell, forget_bias folded into the
             bias; the fused kernel for peephole/coupled), "fused" (the hand-written kernel
-            `unroll.kernels.lstm_fused`, every variant) or "reference" (the loop over
-            `unroll.cells.lstm_step`). All three give the same numbers to rounding.
+            `unroll.nn.kernels.lstm_fused`, every variant) or "reference" (the loop over
+            `unroll.nn.cells.lstm_step`). All three give the same numbers to rounding.
     """
 
     _gates = 4
@@ -618,12 +618,12 @@ class LSTM(_RNNBase):
 
 
 class GRU(_RNNBase):
-    """Multi-layer GRU, `torch.nn.GRU`'s interface (equations in `unroll.cells.gru`).
+    """Multi-layer GRU, `torch.nn.GRU`'s interface (equations in `unroll.nn.cells.gru`).
 
     ``y, h_n = gru(x, state=None, lengths=None)``. Arguments as `torch.nn.GRU`; dropout only
     between layers in training mode (never on the recurrent state; input/output dropout is the
     caller's). impl: "auto" and "fused" run torch's fused kernel (cuDNN/oneDNN), "reference" the
-    loop over `unroll.cells.gru_step` — the GRU has no variants, so the math is always PyTorch's.
+    loop over `unroll.nn.cells.gru_step` — the GRU has no variants, so the math is always PyTorch's.
     """
 
     _gates = 3

@@ -1,6 +1,6 @@
 """Fused LSTM: a whole sequence (one layer, one direction) as one autograd Function.
 
-Same math as `unroll.cells.lstm.lstm_step` (standard, forget_bias, peephole, coupled), laid out
+Same math as `unroll.nn.cells.lstm.lstm_step` (standard, forget_bias, peephole, coupled), laid out
 for speed in the haste/cuDNN way. `LSTMFunction` does the work that is whole-sequence GEMMs
 (the input projection for all T steps into the gate buffer A; the weight gradients over all
 T·B rows) and hands the two time loops to one of two interchangeable implementations:
@@ -13,7 +13,7 @@ T·B rows) and hands the two time loops to one of two interchangeable implementa
             the incoming gradient is computed for all steps before the loop, so a step is one
             GEMM and four pointwise ops.
   compiled  `lstm_cpu.cpp`, float32/float64 on CPU, built on first use
-            (`unroll.kernels.lstm_cpu`): the same GEMMs, and all of a step's gate math in ONE
+            (`unroll.nn.kernels.lstm_cpu`): the same GEMMs, and all of a step's gate math in ONE
             vectorized pass over the (B, H) units — at PTB sizes the ~10 ATen calls per step
             from Python cost more than the arithmetic.
 
@@ -208,7 +208,7 @@ class PythonLoops:
     """The time loops in Python: one ATen op per line, for every device and dtype.
 
     Same signatures and effects as the compiled CPU loops (`lstm_cpu.cpp`), which replace them
-    on CPU when they can be built (`unroll.kernels.lstm_cpu`); the tests hold the two equal.
+    on CPU when they can be built (`unroll.nn.kernels.lstm_cpu`); the tests hold the two equal.
     """
 
     @staticmethod
@@ -324,7 +324,7 @@ def time_loops(device: torch.device, dtype: torch.dtype):
     """The loops the fused LSTM runs for tensors of this device and dtype: the compiled CPU
     loops where they can be had (float32/float64 on CPU), else `PythonLoops`."""
     if device.type == "cpu" and dtype in (torch.float32, torch.float64):
-        from unroll.kernels import lstm_cpu
+        from unroll.nn.kernels import lstm_cpu
 
         compiled = lstm_cpu.loops()
         if compiled is not None:

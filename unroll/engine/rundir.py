@@ -29,8 +29,8 @@ from typing import Any
 import torch
 
 from unroll.errors import UserError
-from unroll.training.checkpoint import atomic_write_text
-from unroll.training.device import device_name
+from unroll.engine.checkpoint import atomic_write_text
+from unroll.engine.device import device_name
 
 
 def git_sha() -> str | None:
