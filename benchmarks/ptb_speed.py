@@ -4,7 +4,7 @@ Both run in one process, on the same data and device, for the same preset. The a
 written out below exactly as the plain Zaremba et al. (2014) script: ``nn.LSTM`` (cuDNN on a
 GPU), SGD, gradient clipping by global norm, ``loss.item()`` every step. (b) is
 ``unroll.recipes.lm``'s trainer with its defaults for the device (on CUDA: whole-step CUDA
-graphs; ``--precision bf16`` for bf16 autocast).
+graphs; ``--precision`` fp32|tf32|bf16, default tf32 on CUDA for both sides).
 
     python benchmarks/ptb_speed.py --preset ptb-small            # N timed steps each
     python benchmarks/ptb_speed.py --preset ptb-medium --full    # train both to the end
@@ -32,8 +32,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from unroll.data.batching import batchify, bptt_batches, epoch_size  # noqa: E402
-from unroll.recipes.lm import get_preset  # noqa: E402
 from unroll.engine.device import device_name  # noqa: E402
+from unroll.recipes.lm import get_preset  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------
@@ -70,7 +70,7 @@ def plain_epoch(model, opt, data, cfg, device, max_steps=None, on_step=None):
         loss = nn.functional.cross_entropy(logits.view(-1, V), y.reshape(-1)) * T
         opt.zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
         total += loss.item()  # the host sync every step that a plain script does
         words += B * T
@@ -101,18 +101,19 @@ def plain_eval(model, ids, cfg, device, batch_size=1):
 
 
 def plain_lr(cfg, epoch):
-    return cfg.learning_rate * cfg.lr_decay ** max(epoch - cfg.max_epoch, 0)
+    return cfg.lr * cfg.lr_decay ** max(epoch - cfg.lr_decay_after, 0)
 
 
 # --------------------------------------------------------------------------------------------
-# (b) unroll's trainer: the same functions `unroll train` runs.
+# (b) unroll's trainer: the same function `unroll lm train` runs (`fit_lm`, the engine's loop).
 # --------------------------------------------------------------------------------------------
 def unroll_setup(cfg, vocab_size, device):
-    from unroll.recipes.lm import build_model, build_train_step
+    from unroll.recipes.lm import build_model
+    from unroll.recipes.lm.steps import build_train_step
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, vocab_size).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.learning_rate)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     t0 = time.perf_counter()
     step = build_train_step(cfg, model, opt, device)  # on CUDA: captures the graph here
     if device.type == "cuda":
@@ -120,14 +121,20 @@ def unroll_setup(cfg, vocab_size, device):
     return model, opt, step, time.perf_counter() - t0
 
 
-def unroll_epoch(model, step, X, Y, n_steps, device):
-    from unroll.recipes.lm import train_epoch
+def unroll_epochs(model, opt, step, cfg, X, Y, device, n_steps, epochs=1):
+    """`epochs` epochs of `n_steps` steps through `fit_lm`; returns (words, seconds, last ppl)."""
+    from unroll.recipes.lm.train import fit_lm
 
-    B, T = X.shape[1], X.shape[2]
+    cfg = dataclasses.replace(cfg, max_steps_per_epoch=n_steps)
     start = time.perf_counter()
-    loss_sum = train_epoch(model, step, X, Y, n_steps)
-    ppl = math.exp(float(loss_sum) / (n_steps * T))  # float(): the one sync of the epoch
-    return n_steps * B * T, time.perf_counter() - start, ppl
+    result = fit_lm(
+        None, model, opt, cfg, X, Y, device, lambda: {"valid_ppl": 0.0}, epochs=epochs,
+        train_step=step,
+    )  # fmt: skip
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return epochs * n_steps * X.shape[1] * X.shape[2], seconds, result.history[-1]["train_ppl"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,6 +168,10 @@ def device_info(device):
 
 
 def bench_preset(name, precision, device, steps, warmup, full, data):
+    # TF32 for both sides unless fp32 is asked for (bf16: the anchor's best plain setting).
+    tf32 = device.type == "cuda" and precision != "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
     source, V, train_ids, valid_ids, test_ids = data
     cfg = get_preset(name)
     cfg = dataclasses.replace(cfg, precision=precision, device=str(device))
@@ -171,10 +182,8 @@ def bench_preset(name, precision, device, steps, warmup, full, data):
 
     # (a) anchor
     torch.manual_seed(cfg.seed)
-    plain = PlainLM(V, cfg.hidden_size, cfg.num_layers, 1 - cfg.keep_prob, cfg.init_scale).to(
-        device
-    )
-    plain_opt = torch.optim.SGD(plain.parameters(), lr=cfg.learning_rate)
+    plain = PlainLM(V, cfg.hidden_size, cfg.num_layers, cfg.dropout, cfg.init_scale).to(device)
+    plain_opt = torch.optim.SGD(plain.parameters(), lr=cfg.lr)
     # (b) unroll
     from unroll.data.batching import bptt_tensors
 
@@ -186,9 +195,9 @@ def bench_preset(name, precision, device, steps, warmup, full, data):
         # warm-up, then N timed steps each (the anchor in its own loop, unroll's over the
         # same first batches)
         plain_epoch(plain, plain_opt, train, cfg, device, max_steps=warmup)
-        unroll_epoch(model, step, X, Y, warmup, device)
+        unroll_epochs(model, opt, step, cfg, X, Y, device, warmup)
         w_a, s_a, _ = plain_epoch(plain, plain_opt, train, cfg, device, max_steps=steps)
-        w_u, s_u, _ = unroll_epoch(model, step, X, Y, min(steps, n_epoch), device)
+        w_u, s_u, _ = unroll_epochs(model, opt, step, cfg, X, Y, device, min(steps, n_epoch))
         result.update(
             steps=steps,
             anchor_wps=round(w_a / s_a),
@@ -198,10 +207,11 @@ def bench_preset(name, precision, device, steps, warmup, full, data):
         return result
 
     # --full: both trained to the end with the preset's schedule; test perplexity at batch 1.
-    from unroll.recipes.lm import evaluate_ids, lr_at, set_lr, uses_graphs
+    from unroll.recipes.lm import evaluate_ids
+    from unroll.recipes.lm.steps import uses_graphs
 
     t0 = time.perf_counter()
-    for epoch in range(1, cfg.max_max_epoch + 1):
+    for epoch in range(1, cfg.epochs + 1):
         for g in plain_opt.param_groups:
             g["lr"] = plain_lr(cfg, epoch)
         plain_epoch(plain, plain_opt, train, cfg, device)
@@ -209,11 +219,7 @@ def bench_preset(name, precision, device, steps, warmup, full, data):
     anchor_seconds = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    words = 0
-    for epoch in range(1, cfg.max_max_epoch + 1):
-        set_lr(opt, lr_at(cfg, epoch))
-        w, _, _ = unroll_epoch(model, step, X, Y, n_epoch, device)
-        words += w
+    words, _, _ = unroll_epochs(model, opt, step, cfg, X, Y, device, n_epoch, cfg.epochs)
     nll, tokens = evaluate_ids(
         model,
         test_ids,
@@ -229,7 +235,7 @@ def bench_preset(name, precision, device, steps, warmup, full, data):
         unroll_test_ppl=round(math.exp(nll / tokens), 2),
         anchor_seconds=round(anchor_seconds, 1),
         unroll_seconds=round(unroll_seconds, 1),
-        anchor_wps=round(cfg.max_max_epoch * n_epoch * B * T / anchor_seconds),
+        anchor_wps=round(cfg.epochs * n_epoch * B * T / anchor_seconds),
         unroll_wps=round(words / unroll_seconds),
         ratio=round(anchor_seconds / unroll_seconds, 3),
     )
@@ -241,7 +247,12 @@ def main(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--preset", default="ptb-small", help="ptb-small|ptb-medium|ptb-large|ptb-test")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument(
+        "--precision",
+        default=None,
+        choices=["fp32", "tf32", "bf16"],
+        help="default tf32 on CUDA (both sides; bf16: the anchor in tf32), fp32 on the CPU",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--steps", type=int, default=None, help="timed steps (default 300 on CUDA, 40 on CPU)"
@@ -258,18 +269,16 @@ def main(argv=None):
     from unroll.engine.device import resolve_device
 
     device = resolve_device(args.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # as the anchor's measurements (TF32 on)
-        torch.backends.cudnn.allow_tf32 = True
+    precision = args.precision or ("tf32" if device.type == "cuda" else "fp32")
     steps = args.steps or (300 if device.type == "cuda" else 40)
     warmup = args.warmup if args.warmup is not None else (20 if device.type == "cuda" else 5)
     data = load_ids()
     if args.all:
-        runs = [(n, "fp32") for n in ("ptb-small", "ptb-medium", "ptb-large")]
+        runs = [(n, precision) for n in ("ptb-small", "ptb-medium", "ptb-large")]
         if device.type == "cuda":
             runs += [(n, "bf16") for n in ("ptb-small", "ptb-medium", "ptb-large")]
     else:
-        runs = [(args.preset, args.precision)]
+        runs = [(args.preset, precision)]
     results = [bench_preset(n, prec, device, steps, warmup, args.full, data) for n, prec in runs]
     out = {"benchmark": "ptb_speed", **device_info(device)}
     if len(results) == 1:

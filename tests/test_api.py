@@ -8,9 +8,10 @@ import unroll
 def test_every_exported_name_resolves():
     for name in unroll.__all__:
         assert getattr(unroll, name) is not None, name
-    assert unroll.lm.train.__module__ == "unroll.recipes.lm"
-    assert unroll.classify.train.__module__ == "unroll.recipes.classify"
-    assert unroll.forecast.predict.__module__ == "unroll.recipes.forecast"
+    assert unroll.lm.train.__module__ == "unroll.recipes.lm.train"
+    assert unroll.classify.train.__module__ == "unroll.recipes.classify.train"
+    assert unroll.forecast.predict.__module__ == "unroll.recipes.forecast.predict"
+    assert unroll.sincos.train.__module__ == "unroll.recipes.sincos"
 
 
 def test_readme_layer_example():

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from unroll.data.corpora import resolve_corpus, tokenize_prompt
 from unroll.data.text import (
     EOS,
     UNK,
@@ -14,9 +15,7 @@ from unroll.data.text import (
     find_split_files,
     load_corpus,
     read_text_file,
-    resolve_corpus,
     tokenize,
-    tokenize_prompt,
 )
 from unroll.errors import UserError
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from unroll.data import embedded
-from unroll.data.text import EOS, UNK, Vocabulary, resolve_corpus, tokenize_prompt
+from unroll.data.corpora import resolve_corpus, tokenize_prompt
+from unroll.data.text import EOS, UNK, Vocabulary
 
 
 @pytest.fixture(scope="module")

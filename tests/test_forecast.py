@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from unroll.cli import main
+from unroll.engine.metrics_log import read_metrics
 from unroll.metrics.forecast import (
     backtest,
     mae,
@@ -20,7 +21,6 @@ from unroll.metrics.forecast import (
 )
 from unroll.models.forecaster import Forecaster
 from unroll.recipes.forecast import predict
-from unroll.engine.metrics import read_metrics
 
 # A tiny config for the synthetic series (960 rows, season 24): seconds on 2 cores.
 TINY = [
@@ -193,7 +193,7 @@ def test_sin_cos_demo_writes_png(tmp_path):
 
 
 def test_future_time_labels():
-    from unroll.recipes.forecast import _future_labels
+    from unroll.recipes.forecast.predict import _future_labels
 
     assert _future_labels(["1998", "1999"], 2) == ["2000", "2001"]
     assert _future_labels(["2001-12-22", "2001-12-29"], 2) == ["2002-01-05", "2002-01-12"]

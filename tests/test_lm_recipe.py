@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from unroll.data.batching import batchify, bptt_batches
+from unroll.engine import load_checkpoint, save_checkpoint
+from unroll.engine.metrics_log import read_metrics
 from unroll.errors import UserError
 from unroll.models.lm import LanguageModel
 from unroll.recipes.lm import (
@@ -21,8 +23,6 @@ from unroll.recipes.lm import (
     load_model,
     train,
 )
-from unroll.engine import load_checkpoint, save_checkpoint
-from unroll.engine.metrics import read_metrics
 
 
 def write_corpus(directory, lines=(300, 40, 40), seed=0):
@@ -48,9 +48,9 @@ def tiny_config(**kw) -> LMConfig:
         init_scale=0.5,  # a model this small learns slowly from 0.1
         num_steps=5,
         batch_size=4,
-        max_epoch=1,
-        max_max_epoch=2,
-        keep_prob=0.7,
+        lr_decay_after=1,
+        epochs=2,
+        dropout=0.3,
         lr_decay=0.5,
         device="cpu",
         seed=3,
@@ -92,17 +92,17 @@ def test_train_writes_a_complete_run_dir(trained, corpus_dir):
     for name in ("last", "best"):
         ckpt = load_checkpoint(out / "checkpoints" / f"{name}.pt", kind=KIND)
         assert ckpt["vocab"][0] in ("the", "<eos>") and len(ckpt["vocab"]) == 23
-        assert set(ckpt) >= {"config", "model", "optimizer", "rng", "epoch", "best_valid_ppl"}
+        assert set(ckpt) >= {"config", "model", "optimizer", "rng", "epoch", "best", "best_epoch"}
     assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 2
     assert result["sample"].strip()
 
 
 def test_resume_gives_exactly_the_uninterrupted_parameters(corpus_dir, tmp_path):
-    # keep_prob < 1 (dropout draws random numbers) and a decay in epoch 2: the RNG, the
+    # dropout > 0 (dropout draws random numbers) and a decay in epoch 2: the RNG, the
     # optimizer and the schedule must all be restored for the parameters to match.
     config = tiny_config(max_steps_per_epoch=12)
     straight = train(config, data=str(corpus_dir), out=tmp_path / "a", quiet=True)
-    first = dataclasses.replace(config, max_max_epoch=1)
+    first = dataclasses.replace(config, epochs=1)
     train(first, data=str(corpus_dir), out=tmp_path / "b", quiet=True)
     resumed = train(config, resume=tmp_path / "b", quiet=True)
     a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["model"]
@@ -124,7 +124,7 @@ def test_resume_gives_exactly_the_uninterrupted_parameters(corpus_dir, tmp_path)
 
 def test_resume_refuses_changes_that_break_exactness(trained):
     out, _ = trained
-    with pytest.raises(UserError, match="cannot change hidden_size"):
+    with pytest.raises(UserError, match="hidden_size cannot change when resuming"):
         train(tiny_config(hidden_size=16), resume=out, quiet=True)
     with pytest.raises(UserError, match="--out and --resume"):
         train(tiny_config(), out=out / "x", resume=out, quiet=True)
@@ -200,7 +200,7 @@ def test_generate_maps_unknown_prompt_words_to_unk(corpus_dir, tmp_path):
     with open(data / "train.txt", "a", encoding="utf-8") as f:
         f.write("the <unk> sat on the mat\n")
     out = tmp_path / "run"
-    train(tiny_config(max_max_epoch=1, max_steps_per_epoch=2), data=str(data), out=out, quiet=True)
+    train(tiny_config(epochs=1, max_steps_per_epoch=2), data=str(data), out=out, quiet=True)
     with pytest.warns(UserWarning, match="<unk>: zebra"):
         text = generate(out, prompt="the zebra", words=3, seed=0, device="cpu")
     assert text.startswith("the zebra ")
@@ -232,7 +232,7 @@ def test_too_little_data_is_an_error_before_any_run_dir(corpus_dir, tmp_path):
 
 def test_max_steps_per_epoch_bf16_and_char_level(corpus_dir, tmp_path):
     config = tiny_config(
-        max_max_epoch=1, max_steps_per_epoch=3, precision="bf16", level="char", num_steps=8
+        epochs=1, max_steps_per_epoch=3, precision="bf16", level="char", num_steps=8
     )
     threads = torch.get_num_threads()
     result = train(config, data=str(corpus_dir), out=tmp_path / "r", quiet=True)

@@ -4,23 +4,30 @@ import dataclasses
 
 import pytest
 
+from unroll.config import apply_overrides
 from unroll.errors import UserError
-from unroll.recipes.lm import LMConfig, format_presets, get_preset, lr_at, validate_config
-from unroll.recipes.lm_presets import PRESETS
+from unroll.recipes.lm import LMConfig, format_presets, get_preset, lr_at
+from unroll.recipes.lm.presets import PRESETS
 
+# The paper's/tutorial's names (keep_prob = 1 - dropout) and unroll's.
 TABLE_FIELDS = [
     "init_scale",
-    "learning_rate",
-    "max_grad_norm",
+    "lr",  # learning_rate
+    "clip",  # max_grad_norm
     "num_layers",
     "num_steps",
     "hidden_size",
-    "max_epoch",
-    "max_max_epoch",
-    "keep_prob",
+    "lr_decay_after",  # max_epoch
+    "epochs",  # max_max_epoch
+    "keep_prob",  # 1 - dropout
     "lr_decay",
     "batch_size",
 ]
+
+
+def table_values(cfg):
+    return {f: 1 - cfg.dropout if f == "keep_prob" else getattr(cfg, f) for f in TABLE_FIELDS}
+
 
 # The table (= TensorFlow ptb_word_lm.py SmallConfig/MediumConfig/LargeConfig/TestConfig).
 TABLE = {
@@ -34,19 +41,19 @@ TABLE = {
 @pytest.mark.parametrize("name", list(TABLE))
 def test_zaremba_presets_exactly(name):
     cfg = get_preset(name)
-    assert {f: getattr(cfg, f) for f in TABLE_FIELDS} == dict(zip(TABLE_FIELDS, TABLE[name]))
+    assert table_values(cfg) == pytest.approx(dict(zip(TABLE_FIELDS, TABLE[name])), rel=1e-15)
     assert cfg.data == "ptb" and cfg.level == "word" and not cfg.tie_weights
     assert cfg.name == name
     assert cfg.eval_batch_size == 1  # test perplexity with batch 1, as the tutorial
-    validate_config(cfg)
+    cfg.validate()
 
 
 def test_every_preset_is_a_valid_config_of_known_fields():
     fields = {f.name for f in dataclasses.fields(LMConfig)}
     for name, values in PRESETS.items():
         assert set(values) <= fields, name
-        validate_config(get_preset(name))
-    assert get_preset("demo").data is None  # the embedded corpus: no download
+        get_preset(name).validate()
+    assert get_preset("demo").data == "pydoc"  # the embedded corpus: no download
     assert get_preset("char-demo").level == "char"
 
 
@@ -79,7 +86,8 @@ def test_presets_table_lists_every_preset_and_field():
     assert header == ["field", *PRESETS]
     rows = {line.split()[0]: line.split()[1:] for line in text.splitlines()[2:]}
     for f in TABLE_FIELDS:
-        assert f in rows
+        assert f in rows or f == "keep_prob"
+    assert rows["dropout"][list(PRESETS).index("ptb-large")] == "0.65"
     assert rows["hidden_size"][list(PRESETS).index("ptb-large")] == "1500"
     assert rows["lr_decay"][list(PRESETS).index("ptb-large")] == "0.869565"
     assert rows["data"][list(PRESETS).index("demo")] == "pydoc"
@@ -88,14 +96,26 @@ def test_presets_table_lists_every_preset_and_field():
 @pytest.mark.parametrize(
     "change, match",
     [
-        (dict(keep_prob=0.0), "keep_prob"),
-        (dict(keep_prob=1.5), "keep_prob"),
+        (dict(keep_prob=0.0), "dropout=1.0"),
+        (dict(keep_prob=1.5), "dropout=-0.5"),
+        (dict(dropout=1.0), "dropout=1.0"),
         (dict(hidden_size=0), "hidden_size"),
-        (dict(learning_rate=-1.0), "learning_rate"),
-        (dict(max_max_epoch=0), "max_max_epoch"),
+        (dict(learning_rate=-1.0), "lr=-1.0"),
+        (dict(lr=float("nan")), "lr=nan"),
+        (dict(max_max_epoch=0), "epochs=0"),
+        (dict(threads=100000), "threads=100000"),
         (dict(tie_weights=True, embedding_size=100), "tie_weights"),
     ],
 )
 def test_bad_config_values(change, match):
     with pytest.raises(UserError, match=match):
-        validate_config(dataclasses.replace(get_preset("demo"), **change))
+        apply_overrides(get_preset("demo"), change).validate()
+
+
+def test_old_names_are_aliases():
+    old = apply_overrides(
+        LMConfig(), ["learning_rate=0.5", "max_grad_norm=2", "max_epoch=3", "max_max_epoch=7",
+                     "keep_prob=0.35", "fast=off"]
+    )  # fmt: skip
+    new = LMConfig(lr=0.5, clip=2.0, lr_decay_after=3, epochs=7, dropout=0.65, graphs="off")
+    assert old == new

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from unroll.engine.metrics_log import read_metrics
 from unroll.recipes.lm import get_preset, train
-from unroll.engine.metrics import read_metrics
 
 
 def ptb_dir() -> Path:

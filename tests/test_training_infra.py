@@ -1,13 +1,14 @@
 import io
 import os
 import random
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from unroll.errors import UserError
+from unroll.config import RunConfig
 from unroll.engine import (
     MetricsLogger,
     Progress,
@@ -20,8 +21,11 @@ from unroll.engine import (
     set_rng_state,
 )
 from unroll.engine.checkpoint import find_checkpoint
-from unroll.engine.metrics import read_metrics
-from unroll.engine.supervised import fit, make_optimizer
+from unroll.engine.loop import fit, make_optimizer, supervised_step
+from unroll.engine.metrics_log import read_metrics
+from unroll.engine.recipe import Recipe
+from unroll.engine.run import Run, resume_point
+from unroll.errors import UserError
 
 
 def test_checkpoint_round_trip_and_kind_check(tmp_path):
@@ -94,7 +98,7 @@ def test_metrics_jsonl_and_truncation_on_resume(tmp_path):
             m.log(epoch=e, loss=torch.tensor(float(e)), bad=float("inf"))
     rows = read_metrics(tmp_path)
     assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[0]["loss"] == 1.0
-    assert rows[0]["bad"] == "inf"
+    assert rows[0]["bad"] is None  # JSON has no inf: null
     MetricsLogger(tmp_path, tensorboard=False, truncate_after=2).close()
     assert [r["epoch"] for r in read_metrics(tmp_path)] == [1, 2]
 
@@ -126,68 +130,69 @@ def test_resolve_device():
         resolve_device("tpu")
 
 
-def _toy_fit(tmp_path, epochs, start_epoch=0, model=None, opt=None, best=None):
+@dataclass
+class ToyConfig(RunConfig):
+    epochs: int = 4
+    lr: float = 0.05
+    clip: float = 1.0
+
+
+TOY = Recipe(name="toy", kind="unroll.toy", config=ToyConfig)
+
+
+def _toy_train(config, out=None, resume=None):
+    """A recipe in a dozen lines: the engine does the rest (run dir, checkpoints, resume)."""
+    point = resume_point(TOY, resume, config) if resume is not None else None
+    config = point.config if point is not None else config
     torch.manual_seed(0)
     xs = torch.randn(64, 3)
     ys = xs @ torch.tensor([1.0, -2.0, 0.5]) + 0.1
-    model = model or nn.Linear(3, 1)
-    opt = opt or make_optimizer("sgd", model.parameters(), lr=0.05)
-    run = RunDir(tmp_path)
-    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    model = nn.Linear(3, 1)
+    opt = make_optimizer("sgd", model.parameters(), lr=config.lr)
 
     def batches(epoch):
-        g = torch.Generator().manual_seed(epoch)
-        perm = torch.randperm(64, generator=g)
+        perm = torch.randperm(64, generator=torch.Generator().manual_seed(epoch))
         for i in range(0, 64, 16):
-            idx = perm[i : i + 16]
-            yield xs[idx], ys[idx]
+            yield xs[perm[i : i + 16]], ys[perm[i : i + 16]]
 
     def loss_fn(m, batch):
         x, y = batch
         return nn.functional.mse_loss(m(x).squeeze(-1), y)
 
-    def evaluate(m):
-        return {"valid_loss": loss_fn(m, (xs, ys)).item()}
-
-    result = fit(
-        model,
-        opt,
-        train_batches=batches,
-        num_batches=4,
-        loss_fn=loss_fn,
-        evaluate=evaluate,
-        epochs=epochs,
-        select="valid_loss",
-        clip=1.0,
-        run=run,
-        checkpoint_entries=lambda: {"kind": "unroll.toy", "config": {}},
-        start_epoch=start_epoch,
-        best=best,
-        progress=False,
-    )
-    return model, opt, result
+    with Run.start(TOY, config, device="cpu", out=out, resume=point, quiet=True) as run:
+        run.restore(model, opt)
+        result = fit(
+            run,
+            model,
+            opt,
+            step=supervised_step(model, opt, loss_fn, config.clip),
+            batches=batches,
+            num_batches=4,
+            epochs=config.epochs,
+            evaluate=lambda: {"valid_loss": loss_fn(model, (xs, ys)).item()},
+            select="valid_loss",
+            quiet=True,
+        )
+    return model, result
 
 
 def test_fit_learns_checkpoints_and_resumes_exactly(tmp_path):
-    straight, _, result = _toy_fit(tmp_path / "a", epochs=4)
+    straight, result = _toy_train(ToyConfig(), tmp_path / "a")
     losses = [r["valid_loss"] for r in result.history]
     assert losses[-1] < losses[0] / 2
     assert result.best == min(losses)
 
-    _toy_fit(tmp_path / "b", epochs=2)
+    _toy_train(ToyConfig(epochs=2), tmp_path / "b")
     ckpt = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt", kind="unroll.toy")
     assert ckpt["epoch"] == 2
-    model = nn.Linear(3, 1)
-    model.load_state_dict(ckpt["model"])
-    opt = make_optimizer("sgd", model.parameters(), lr=0.05)
-    opt.load_state_dict(ckpt["optimizer"])
-    resumed, _, _ = _toy_fit(
-        tmp_path / "b", epochs=4, start_epoch=2, model=model, opt=opt, best=ckpt["best"]
-    )
+    resumed, _ = _toy_train({"epochs": 4}, resume=tmp_path / "b")
     for p, q in zip(straight.parameters(), resumed.parameters()):
         assert torch.equal(p, q)
     best = load_checkpoint(tmp_path / "b" / "checkpoints" / "best.pt")
     assert best["epoch"] == best["best_epoch"]
+    assert [r["epoch"] for r in read_metrics(tmp_path / "b")] == [1, 2, 3, 4]
+    with pytest.raises(UserError, match="lr cannot change when resuming"):
+        _toy_train({"lr": 0.1}, resume=tmp_path / "b")
 
 
 def test_make_optimizer_rejects_unknown():

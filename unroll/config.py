@@ -1,24 +1,87 @@
-"""Typed configs filled from the command line.
+"""Typed configs, one policy for every recipe.
 
-Configs are dataclasses with defaults; presets are instances. `apply_overrides` takes
-``key=value`` tokens (or ``--key value`` / ``--key=value`` flags, with ``-`` or ``_``) and
-returns a new instance, checking every key and converting every value to the field's type:
-an unknown key or a value of the wrong type is a `UserError`, never silently ignored.
+A recipe's config is a dataclass deriving from `RunConfig`, so the things every run has carry
+the same names everywhere (``data``, ``epochs``, ``batch_size``, ``lr``, ``clip``, ``seed``,
+``device``, ``threads``, ``tensorboard``). A config is built in one order (`build_config`):
+
+    the dataclass defaults -> a preset (a dict of overrides) -> a --config FILE (JSON or TOML)
+    -> overrides (``key=value`` tokens, ``--key value`` flags, or a dict)
+
+Every key is checked and every value converted to the field's type: an unknown key or a value
+of the wrong type is a `UserError`, never silently ignored. Old names (a class's `ALIASES`, e.g.
+``learning_rate`` -> ``lr``) keep working, with a one-line note. `RunConfig.validate` checks
+ranges; subclasses add their own with `check`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
+import math
+import os
 import types
 import typing
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
 
 from unroll.errors import UserError
 
 C = TypeVar("C")
+logger = logging.getLogger(__name__)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+
+# An alias maps an old name to the new one, or to (new name, value converter).
+Alias = str | tuple[str, Callable[[Any], Any]]
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """The fields every recipe has, under one set of names (a recipe redefines the defaults)."""
+
+    data: str = ""
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    clip: float = 0.0  # clip gradients to this global norm; 0 = off
+    seed: int = 0
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N, mps, xpu
+    threads: int = 0  # torch.set_num_threads while running; 0 = leave torch's default
+    tensorboard: bool = True  # TensorBoard scalars beside metrics.jsonl (when installed)
+
+    # Old names still accepted on the command line, in --config files and in old checkpoints.
+    ALIASES: ClassVar[dict[str, Alias]] = {}
+    # Fields a resumed run may change; the rest must match the run it continues.
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs", "device", "threads", "tensorboard")
+
+    def validate(self) -> None:
+        """A `UserError` naming the first field whose value cannot work."""
+        check(self, "epochs", self.epochs >= 1, "an integer >= 1")
+        check(self, "batch_size", self.batch_size >= 1, "an integer >= 1")
+        check(self, "lr", math.isfinite(self.lr) and self.lr > 0, "a number > 0")
+        check(self, "clip", math.isfinite(self.clip) and self.clip >= 0, "a number >= 0 (0 = off)")
+        cores = os.cpu_count() or 1
+        check(
+            self,
+            "threads",
+            0 <= self.threads <= max_threads(),
+            f"0 (torch's default) to {max_threads()} (this machine has {cores} cores)",
+        )
+
+
+def max_threads() -> int:
+    """The most threads a run may ask for: a few times the cores, never thousands (each thread
+    costs a stack, and torch segfaults when it cannot create them)."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def check(config: Any, field: str, ok: bool, expected: str) -> None:
+    """Raise ``UserError("field=value: expected ...")`` unless `ok`."""
+    if not ok:
+        raise UserError(f"{field}={getattr(config, field)!r}: expected {expected}")
 
 
 def _convert(name: str, text: str, tp: Any) -> Any:
@@ -39,18 +102,18 @@ def _convert(name: str, text: str, tp: Any) -> Any:
         for c in choices:
             if str(c) == text:
                 return c
-        raise UserError(f"override {name}={text!r}: expected one of {', '.join(map(str, choices))}")
+        raise UserError(f"{name}={text!r}: expected one of {', '.join(map(str, choices))}")
     if tp is bool:
         if text.lower() in _TRUE:
             return True
         if text.lower() in _FALSE:
             return False
-        raise UserError(f"override {name}={text!r}: expected a boolean (true/false)")
+        raise UserError(f"{name}={text!r}: expected a boolean (true/false)")
     if tp is int:
         try:
             return int(text)
         except ValueError:
-            raise UserError(f"override {name}={text!r}: expected an integer") from None
+            raise UserError(f"{name}={text!r}: expected an integer") from None
     if tp is float:
         try:
             if "/" in text:  # allow 1/1.15 as in the Zaremba table
@@ -58,10 +121,62 @@ def _convert(name: str, text: str, tp: Any) -> Any:
                 return float(num) / float(den)
             return float(text)
         except (ValueError, ZeroDivisionError):
-            raise UserError(f"override {name}={text!r}: expected a number") from None
+            raise UserError(f"{name}={text!r}: expected a number") from None
     if tp is str:
         return text
-    raise UserError(f"override {name}: fields of type {tp} cannot be set from the command line")
+    raise UserError(f"{name}: fields of type {tp} cannot be set from the command line")
+
+
+def _check_value(name: str, value: Any, tp: Any) -> Any:
+    """A value from a dict (JSON, TOML, a checkpoint) checked against the field's type."""
+    if isinstance(value, str) and tp is not str and typing.get_origin(tp) is not typing.Literal:
+        return _convert(name, value, tp)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(tp):
+            return None
+        for a in typing.get_args(tp):
+            if a is type(None):
+                continue
+            try:
+                return _check_value(name, value, a)
+            except UserError:
+                continue
+        raise UserError(f"{name}={value!r}: expected {type_help(tp)}")
+    if origin is typing.Literal:
+        if value in typing.get_args(tp):
+            return value
+        return _convert(name, str(value), tp)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{name}={value!r}: expected a boolean (true/false)")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise UserError(f"{name}={value!r}: expected an integer")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise UserError(f"{name}={value!r}: expected a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise UserError(f"{name}={value!r}: expected a string")
+    return value
+
+
+def type_help(tp: Any) -> str:
+    """``int``, ``int or none``, ``word|char``: what a config field accepts."""
+    if typing.get_origin(tp) is typing.Literal:
+        return "|".join(map(str, typing.get_args(tp)))
+    args = typing.get_args(tp)
+    if args and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        return " or ".join(type_help(a) for a in inner) + " or none"
+    return getattr(tp, "__name__", str(tp))
 
 
 def field_types(cls: type) -> dict[str, Any]:
@@ -69,10 +184,15 @@ def field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def parse_override_tokens(tokens: list[str]) -> list[tuple[str, str]]:
+def aliases(cls: type) -> dict[str, Alias]:
+    return dict(getattr(cls, "ALIASES", {}))
+
+
+def parse_override_tokens(tokens: Sequence[str]) -> list[tuple[str, str]]:
     """``['a=1', '--b', '2', '--c=3']`` -> ``[('a','1'), ('b','2'), ('c','3')]``."""
     pairs: list[tuple[str, str]] = []
     i = 0
+    tokens = list(tokens)
     while i < len(tokens):
         tok = tokens[i]
         if tok.startswith("--"):
@@ -93,29 +213,129 @@ def parse_override_tokens(tokens: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def apply_overrides(config: C, tokens: list[str] | dict[str, Any]) -> C:
-    """A copy of the dataclass `config` with overrides applied and type-checked."""
-    types_ = field_types(type(config))
-    if isinstance(tokens, dict):
-        pairs = list(tokens.items())
-    else:
-        pairs = parse_override_tokens(tokens)
+def _resolve_alias(cls: type, key: str, value: Any, source: str) -> tuple[str, Any, bool]:
+    """(field name, value, converted) for a key that may be an old name."""
+    alias = aliases(cls).get(key)
+    if alias is None:
+        return key, value, False
+    if isinstance(alias, str):
+        logger.warning("%s: %s is now called %s (the old name still works)", source, key, alias)
+        return alias, value, False
+    new, convert = alias
+    try:
+        converted = convert(_convert(key, value, float) if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise UserError(f"{key}={value!r}: expected a number") from None
+    logger.warning("%s: %s is now %s (converted: %s=%r)", source, key, new, new, converted)
+    return new, converted, True
+
+
+def apply_overrides(
+    config: C, tokens: Sequence[str] | Mapping[str, Any], source: str = "override"
+) -> C:
+    """A copy of the dataclass `config` with overrides applied and type-checked.
+
+    `tokens`: ``key=value`` / ``--key value`` strings, or a mapping (values may be strings, to
+    be converted, or already typed values, to be checked)."""
+    cls = type(config)
+    types_ = field_types(cls)
+    pairs = list(tokens.items()) if isinstance(tokens, Mapping) else parse_override_tokens(tokens)
     changes: dict[str, Any] = {}
     for key, value in pairs:
+        key, value, converted = _resolve_alias(cls, key, value, source)
         if key not in types_:
             known = ", ".join(sorted(types_))
             raise UserError(f"unknown config key {key!r}; known keys: {known}")
-        if isinstance(value, str):
+        if converted:
+            changes[key] = value
+        elif isinstance(value, str):
             changes[key] = _convert(key, value, types_[key])
         else:
-            changes[key] = value
+            changes[key] = _check_value(key, value, types_[key])
     return dataclasses.replace(config, **changes)
 
 
-def config_from_dict(cls: type[C], data: dict[str, Any], source: str = "config") -> C:
-    """Rebuild a config saved with `dataclasses.asdict` (e.g. from a checkpoint)."""
+def config_from_dict(cls: type[C], data: Mapping[str, Any], source: str = "config") -> C:
+    """Rebuild a config saved with `dataclasses.asdict` (a checkpoint, a config.json); old
+    names are read through the class's aliases, types are checked."""
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
+    unknown = [k for k in data if k not in names and k not in aliases(cls)]
     if unknown:
         raise UserError(f"{source}: unknown config keys {sorted(unknown)} for {cls.__name__}")
-    return cls(**data)
+    required = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    base = cls(**{k: data[k] for k in required if k in data})
+    return apply_overrides(base, {k: v for k, v in data.items() if k not in required}, source)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The key/value table of a ``--config`` file: JSON (``.json``) or TOML (anything else)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"--config {path}: cannot read ({e.strerror})") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UserError(f"--config {path}: not valid JSON ({e})") from None
+    else:
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            raise UserError(f"--config {path}: TOML needs Python 3.11; use a .json file") from None
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise UserError(f"--config {path}: not valid TOML ({e})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"--config {path}: expected a table of key = value")
+    data.pop("kind", None)  # a run's config.json can serve as a --config file
+    nested = [k for k, v in data.items() if isinstance(v, (dict, list))]
+    if nested:
+        raise UserError(f"--config {path}: {nested[0]} is a table or list, expected a value")
+    return data
+
+
+def build_config(
+    cls: type[C],
+    presets: Mapping[str, Mapping[str, Any]],
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+) -> C:
+    """Defaults -> preset -> --config file -> overrides, every step type-checked; validated."""
+    config = cls()
+    if preset is not None:
+        if preset not in presets:
+            raise UserError(f"unknown preset {preset!r}; known presets: {', '.join(presets)}")
+        config = apply_overrides(config, presets[preset], f"preset {preset}")
+    if config_file is not None:
+        config = apply_overrides(config, read_config_file(config_file), f"--config {config_file}")
+    config = apply_overrides(config, overrides)
+    config.validate()
+    return config
+
+
+def changed_fields(old: Any, new: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)]
+
+
+def format_presets(cls: type, presets: Mapping[str, Mapping[str, Any]]) -> str:
+    """A table: one row per config field, one column per preset."""
+    configs = {name: apply_overrides(cls(), values) for name, values in presets.items()}
+    rows = [["field", *configs]]
+    for f in dataclasses.fields(cls):
+        row = [f.name]
+        for cfg in configs.values():
+            v = getattr(cfg, f.name)
+            row.append(f"{v:.6g}" if isinstance(v, float) else "-" if v is None else str(v))
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,6 +1,7 @@
 """Turning files into tensors: text corpora and BPTT batches, IDX images, time series."""
 
 from unroll.data.batching import batchify, bptt_batches, bptt_tensors, epoch_size
+from unroll.data.corpora import resolve_corpus, tokenize_prompt
 from unroll.data.download import cache_dir, download, sha256_file
 from unroll.data.embedded import pydoc_corpus
 from unroll.data.ptb import ptb_directory
@@ -10,9 +11,7 @@ from unroll.data.text import (
     Corpus,
     Vocabulary,
     load_corpus,
-    resolve_corpus,
     tokenize,
-    tokenize_prompt,
 )
 
 __all__ = [

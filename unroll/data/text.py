@@ -191,25 +191,6 @@ def tokenize(text: str, level: Literal["word", "char"] = "word") -> list[str]:
     return tokens
 
 
-def tokenize_prompt(
-    text: str, level: Literal["word", "char"] = "word", data: str | None = None
-) -> list[str]:
-    """Tokens of a generation prompt, written the way the training corpus was.
-
-    `data` is the ``--data`` value (or `Corpus.name`) the model was trained on: for the
-    embedded corpus (None, "pydoc", "embedded") the prompt is lower-cased and its punctuation
-    split off as `unroll.data.embedded.normalize` does; other corpora are taken as they are.
-    No ``<eos>`` follows the prompt's last line.
-    """
-    _check_level(level)
-    if data is None or str(data) in EMBEDDED_NAMES:
-        from unroll.data.embedded import normalize
-
-        text = normalize(text, level)
-    tokens = tokenize(text, level)
-    return tokens[:-1] if tokens and tokens[-1] == EOS else tokens
-
-
 def read_text_file(path: str | os.PathLike, level: Literal["word", "char"] = "word") -> list[str]:
     """The tokens of a UTF-8 text file; a missing, empty or non-UTF-8 file is a `UserError`."""
     _check_level(level)
@@ -297,31 +278,3 @@ def load_corpus(
         vocab = Vocabulary.build(tokens["train"])
     ids = {split: vocab.encode(tokens[split], source=str(files[split])) for split in SPLITS}
     return Corpus(vocab, ids["train"], ids["valid"], ids["test"], level, name or str(directory))
-
-
-def resolve_corpus(
-    data: str | os.PathLike | None,
-    level: Literal["word", "char"] = "word",
-    vocab: Vocabulary | None = None,
-) -> Corpus:
-    """The corpus a ``--data`` argument names.
-
-    ``None``, ``"pydoc"`` or ``"embedded"``: the corpus shipped with Python
-    (`unroll.data.embedded`); ``"ptb"``: the standard Penn Treebank (`unroll.data.ptb`, which
-    may download it); anything else: a corpus directory (write ``./ptb`` for a directory
-    named ptb).
-    """
-    _check_level(level)
-    if data is None or str(data) in EMBEDDED_NAMES:
-        from unroll.data.embedded import pydoc_corpus
-
-        return pydoc_corpus(level, vocab=vocab)
-    if str(data) == "ptb":
-        from unroll.data.ptb import ptb_directory
-
-        return load_corpus(ptb_directory(), level, vocab, name="ptb")
-    path = Path(data)
-    if not path.is_dir():
-        what = "not a directory" if path.exists() else "no such directory"
-        raise UserError(f"--data {data}: {what} (expected a corpus directory, 'ptb' or 'pydoc')")
-    return load_corpus(path, level, vocab)

@@ -39,25 +39,34 @@ def sgd_update_(params: Sequence[torch.Tensor], lr: torch.Tensor) -> None:
 
 
 class GraphedStep:
-    """Capture ``step()`` into a CUDA graph; ``replay()`` runs it again.
+    """``step()`` captured into a CUDA graph on CUDA; ``replay()`` runs it again.
 
-    ``step`` must follow the rules in the module docstring. ``warmup`` eager calls run first on
-    a side stream (make them harmless, see above); parameters' ``.grad`` are set to None before
-    capture so that backward allocates them from the graph's memory pool and every replay
-    writes (not accumulates) them.
+    On any other device nothing is captured and ``replay()`` calls ``step()`` eagerly: the
+    caller's bookkeeping around it (static buffers refilled in place, the learning rate in a
+    device tensor, outputs read from static tensors) is the same Python path on every device,
+    so the CPU test suite runs the code that CUDA runs; only the capture differs.
+
+    ``step`` must follow the rules in the module docstring. On CUDA, ``warmup`` eager calls run
+    first on a side stream (make them harmless, see above); parameters' ``.grad`` are set to
+    None before capture so that backward allocates them from the graph's memory pool and every
+    replay writes (not accumulates) them.
     """
 
     def __init__(
         self,
         step: Callable[[], None],
         *,
+        device: torch.device | str = "cuda",
         warmup: int = 3,
         parameters: Sequence[torch.nn.Parameter] = (),
         pool: object | None = None,
     ):
-        if not torch.cuda.is_available():
-            raise RuntimeError("GraphedStep needs a CUDA device")
         self.step = step
+        self.parameters = list(parameters)
+        self.captured = torch.device(device).type == "cuda"
+        self.graph = None
+        if not self.captured:
+            return
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -72,9 +81,16 @@ class GraphedStep:
         with torch.cuda.graph(self.graph, pool=pool):
             step()
 
-    def pool(self) -> object:
+    def pool(self) -> object | None:
         """The graph's memory pool, to share with a second graph (e.g. evaluation)."""
-        return self.graph.pool()
+        return self.graph.pool() if self.graph is not None else None
 
     def replay(self) -> None:
-        self.graph.replay()
+        if self.graph is not None:
+            self.graph.replay()
+            return
+        # What a replay of the capture does: backward writes fresh gradients (the capture saw
+        # them as None), it does not add to the last step's.
+        for p in self.parameters:
+            p.grad = None
+        self.step()

@@ -1,27 +1,56 @@
-"""Choosing the device: CUDA when present, the CPU otherwise, or what the user names."""
+"""Choosing the device and the arithmetic: CUDA when present, the CPU otherwise, or what the
+user names; fp32, TF32 or bf16 autocast; the number of CPU threads."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
 from unroll.errors import UserError
 
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def _available(kind: str) -> bool:
+    if kind == "cpu":
+        return True
+    backend = getattr(torch, kind, None) if kind != "mps" else getattr(torch.backends, "mps", None)
+    try:
+        return bool(backend is not None and backend.is_available())
+    except Exception:  # noqa: BLE001 - a backend that cannot even answer is not available
+        return False
+
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` if available else ``cpu``; ``cpu``, ``cuda``, ``cuda:N`` as given."""
+    """``auto`` -> ``cuda`` if available (else ``mps``, ``xpu``), else ``cpu``; ``cpu``,
+    ``cuda[:N]``, ``mps``, ``xpu[:N]`` as given, when this machine has them."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        for kind in ("cuda", "mps", "xpu"):
+            if _available(kind):
+                return torch.device(kind)
+        return torch.device("cpu")
+    expected = "expected auto, cpu, cuda, cuda:N, mps or xpu"
     try:
         device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine (use cpu)")
-    if device.type not in ("cpu", "cuda"):
-        raise UserError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
+    except (RuntimeError, TypeError):
+        raise UserError(f"--device {name!r}: {expected}") from None
+    if device.type not in DEVICE_TYPES:
+        raise UserError(f"--device {name}: {expected}")
+    if not _available(device.type):
+        raise UserError(
+            f"--device {name}: {device.type} is not available on this machine (use cpu)"
+        )
+    if (
+        device.type == "cuda"
+        and device.index is not None
+        and device.index >= torch.cuda.device_count()
+    ):
+        raise UserError(
+            f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
     return device
 
 
@@ -52,9 +81,48 @@ def num_threads(n: int) -> Iterator[None]:
     if n <= 0:
         yield
         return
+    from unroll.config import max_threads
+
+    n = min(n, max_threads())  # a checkpoint from a bigger machine must not oversubscribe this one
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def autocast_factory(
+    device: torch.device, precision: str
+) -> Callable[[], contextlib.AbstractContextManager]:
+    """A zero-argument function giving the forward's autocast context: bf16 autocast for
+    ``precision="bf16"`` (weights, optimizer and loss stay fp32), nothing otherwise."""
+    if precision == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+@contextlib.contextmanager
+def matmul_precision(device: torch.device, precision: str) -> Iterator[None]:
+    """TF32 tensor-core matmuls for ``precision="tf32"`` on CUDA (10-bit mantissa products,
+    fp32 accumulation); full fp32 otherwise. Restores PyTorch's previous setting after."""
+    if precision not in PRECISIONS:
+        raise UserError(f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if device.type != "cuda":
+        yield
+        return
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def effective_precision(device: torch.device, precision: str) -> str:
+    """What `precision` means on `device`, for the run's metadata (TF32 exists only on CUDA)."""
+    if precision == "tf32" and device.type != "cuda":
+        return "fp32 (tf32 applies to CUDA only)"
+    return precision

@@ -4,14 +4,18 @@
 
     RUN_DIR/
       config.json      resolved config (dataclasses.asdict) + recipe kind
-      command.txt      the command line that started (or resumed) the run
-      meta.json        seed, unroll version, git SHA, torch version, device, start time
+      command.txt      the command lines that started and resumed the run
+      meta.json        seed, unroll version, git SHA, torch version, device, precision, start time
       metrics.jsonl    one JSON object per line (see MetricsLogger)
-      checkpoints/     last.pt, best.pt (written atomically)
+      checkpoints/     last.pt, best.pt (see unroll.engine.checkpoint)
+      results.json     what the run reports at the end
       tb/              TensorBoard scalars, when tensorboard is installed
+      .lock            held (flock) by the process that trains in it
 
 The directory is created only by `RunDir.create`, which a recipe calls after all input has
-been validated, so a bad argument never leaves a half-made run behind.
+been validated, so a bad argument never leaves a half-made run behind. One process at a time
+trains in a run directory: `RunDir.lock` takes an exclusive lock that the operating system
+releases when the process ends, however it ends, so a stale lock cannot block a resume.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import math
+import os
 import platform
 import shlex
 import subprocess
@@ -28,9 +34,9 @@ from typing import Any
 
 import torch
 
-from unroll.errors import UserError
 from unroll.engine.checkpoint import atomic_write_text
 from unroll.engine.device import device_name
+from unroll.errors import UserError
 
 
 def git_sha() -> str | None:
@@ -55,9 +61,47 @@ def default_run_dir(prefix: str, root: str | Path = "runs") -> Path:
     return path
 
 
+def json_safe(obj: Any) -> Any:
+    """`obj` with every non-finite float as None: JSON has no inf/nan (``Infinity`` is not JSON)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n"
+
+
+def check_out_path(path: str | Path) -> Path:
+    """A path where a new run directory can be made, or a one-line `UserError` saying why not."""
+    if str(path).strip() == "":
+        raise UserError("--out '': expected a directory name")
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--out {path}: exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        raise UserError(
+            f"--out {path}: directory exists and is not empty (choose another --out, "
+            f"or continue it with --resume {path})"
+        )
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        raise UserError(f"--out {path}: {parent} is not a directory")
+    if not os.access(parent if not path.exists() else path, os.W_OK | os.X_OK):
+        raise UserError(f"--out {path}: cannot write in {parent if not path.exists() else path}")
+    return path
+
+
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._lock_fd: int | None = None
 
     # -- creation / reopening -------------------------------------------------------------
     @classmethod
@@ -72,18 +116,16 @@ class RunDir:
         argv: list[str] | None = None,
         extra_meta: dict[str, Any] | None = None,
     ) -> RunDir:
-        """Make a new run directory; refuses one that already holds a run."""
-        path = Path(path)
-        if path.exists() and any(path.iterdir()):
-            raise UserError(
-                f"--out {path}: directory exists and is not empty (choose another --out, "
-                f"or continue it with --resume {path})"
-            )
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "checkpoints").mkdir(exist_ok=True)
+        """Make a new run directory, locked by this process; refuses one that holds anything."""
+        path = check_out_path(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"--out {path}: cannot create ({e.strerror})") from None
         run = cls(path)
-        cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-        atomic_write_text(path / "config.json", json.dumps({"kind": kind, **cfg}, indent=2) + "\n")
+        run.lock()
+        (path / "checkpoints").mkdir(exist_ok=True)
+        run.write_config(kind, config)
         from unroll import __version__
 
         meta = {
@@ -98,7 +140,7 @@ class RunDir:
             "started": _dt.datetime.now().isoformat(timespec="seconds"),
             **(extra_meta or {}),
         }
-        atomic_write_text(path / "meta.json", json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(path / "meta.json", dumps(meta))
         run.record_command(argv)
         return run
 
@@ -109,6 +151,32 @@ class RunDir:
         if not (path / "config.json").is_file():
             raise UserError(f"{path}: not a run directory (no config.json)")
         return cls(path)
+
+    def lock(self) -> None:
+        """Hold the run directory for this process (a second writer gets a `UserError`)."""
+        if self._lock_fd is not None:
+            return
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; one writer is the user's care
+            return
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(
+                f"{self.path}: in use by process {owner} (one run or resume at a time)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
 
     def record_command(self, argv: list[str] | None = None) -> None:
         """Append the command line (a resumed run adds a line)."""
@@ -129,13 +197,24 @@ class RunDir:
         return self.path / "metrics.jsonl"
 
     def read_config(self) -> dict[str, Any]:
-        return json.loads((self.path / "config.json").read_text(encoding="utf-8"))
+        path = self.path / "config.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UserError(f"{path}: not a readable config ({e})") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: not a readable config (expected a JSON object)")
+        return data
+
+    def write_config(self, kind: str, config: Any) -> None:
+        cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+        atomic_write_text(self.path / "config.json", dumps({"kind": kind, **cfg}))
 
     def read_meta(self) -> dict[str, Any]:
         return json.loads((self.path / "meta.json").read_text(encoding="utf-8"))
 
     def write_json(self, name: str, obj: Any) -> Path:
-        """Atomically write a result file (e.g. ``results.json``) into the run directory."""
+        """Atomically write a result file (e.g. ``results.json``); inf/nan become null."""
         target = self.path / name
-        atomic_write_text(target, json.dumps(obj, indent=2) + "\n")
+        atomic_write_text(target, dumps(obj))
         return target

@@ -6,6 +6,7 @@ run (and, up to floating-point differences in the logits, on every device).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -49,8 +50,8 @@ def sample(
     """
     if context.dim() != 1 or context.numel() == 0:
         raise ValueError(f"sample: expected a non-empty 1-D context, got {tuple(context.shape)}")
-    if temperature <= 0:
-        raise ValueError(f"sample: temperature must be > 0, got {temperature}")
+    if not (temperature > 0 and math.isfinite(temperature)):
+        raise ValueError(f"sample: temperature must be a finite number > 0, got {temperature}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"sample: top_k must be >= 1, got {top_k}")
     was_training = model.training
@@ -61,11 +62,13 @@ def sample(
     stops = 0
     try:
         while len(out) < max_tokens:
-            last = logits[0, -1].float().cpu() / temperature  # [V]
+            last = logits[0, -1].double().cpu()  # [V]
             if top_k is not None and top_k < last.numel():
                 kth = torch.topk(last, top_k).values[-1]
                 last = last.masked_fill(last < kth, float("-inf"))
-            probs = torch.softmax(last, dim=-1)
+            # Shift to max 0 before dividing: any temperature > 0, however small, gives
+            # finite probabilities (the most likely id alone as temperature -> 0).
+            probs = torch.softmax((last - last.max()) / temperature, dim=-1)
             token = int(torch.multinomial(probs, 1, generator=generator))
             out.append(token)
             if stop_id is not None and token == stop_id:

@@ -1,1 +1,1 @@
-"""One explicit training loop per job: language modelling, classification, forecasting."""
+"""Recipes: one per job — a config, presets, a model, a step and an evaluation on the engine."""

@@ -4,6 +4,7 @@ Each `log` call appends one JSON object to ``metrics.jsonl`` and flushes, so the
 readable while training runs and complete up to the last finished epoch after a crash.
 Numbers that are tensors are converted with ``float()`` here, once per call — call `log` per
 epoch or per progress update, not per step, to avoid a host-device sync on every step.
+A non-finite number is written as null (JSON has no inf/nan).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def _plain(v: Any) -> Any:
     if isinstance(v, torch.Tensor):
         v = v.item()
     if isinstance(v, float) and not math.isfinite(v):
-        return str(v)  # JSON has no inf/nan
+        return None
     return v
 
 
@@ -28,16 +29,21 @@ class MetricsLogger:
     def __init__(
         self, run_path: str | Path, tensorboard: bool = True, truncate_after: int | None = None
     ):
-        """`truncate_after`: when resuming, drop lines whose ``epoch`` is past this one, so the
-        file matches the checkpoint the run continues from."""
+        """`truncate_after`: when resuming, drop the lines (and TensorBoard events) of epochs past
+        this one, so the logs match the checkpoint the run continues from."""
         self.path = Path(run_path) / "metrics.jsonl"
         if truncate_after is not None and self.path.exists():
-            kept = [
-                line
-                for line in self.path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("epoch", 0) <= truncate_after
-            ]
-            self.path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+            kept = []
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a kill mid-write
+                    continue
+                if record.get("epoch", 0) <= truncate_after:
+                    kept.append(line)
+            from unroll.engine.checkpoint import atomic_write_text
+
+            atomic_write_text(self.path, "".join(k + "\n" for k in kept))
         self._file = open(self.path, "a", encoding="utf-8")
         self._tb = None
         if tensorboard:
@@ -46,11 +52,13 @@ class MetricsLogger:
             except Exception:  # tensorboard not installed: JSON lines only
                 SummaryWriter = None
             if SummaryWriter is not None:
-                self._tb = SummaryWriter(log_dir=str(Path(run_path) / "tb"))
+                # purge_step: events at or after it (from the epochs being redone) are dropped.
+                purge = None if truncate_after is None else truncate_after + 1
+                self._tb = SummaryWriter(log_dir=str(Path(run_path) / "tb"), purge_step=purge)
 
     def log(self, step: int | None = None, **values: Any) -> dict[str, Any]:
         record = {k: _plain(v) for k, v in values.items()}
-        self._file.write(json.dumps(record) + "\n")
+        self._file.write(json.dumps(record, allow_nan=False) + "\n")
         self._file.flush()
         if self._tb is not None:
             x = step if step is not None else record.get("epoch", 0)
@@ -76,4 +84,6 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     p = Path(path)
     if p.is_dir():
         p = p / "metrics.jsonl"
+    if not p.exists():
+        return []
     return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]

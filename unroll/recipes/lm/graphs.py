@@ -1,5 +1,8 @@
-"""The language model's CUDA-graph fast path (``fast="auto"`` on CUDA): captured train and
-evaluation steps with the same signatures and results as the plain ones in `unroll.recipes.lm`.
+"""The language model's captured steps (``graphs="auto"`` on CUDA, ``"on"`` anywhere): train
+and evaluation steps with the same signatures and results as the plain ones (`steps`,
+`evaluate`). On CUDA the step is captured once and replayed; on the CPU the same bookkeeping
+runs around an eager call (`unroll.engine.cuda_graphs.GraphedStep`), so the CPU tests cover
+every line of this file.
 
 Buffers (all on the device, allocated once, refilled in place before each replay)::
 
@@ -23,8 +26,8 @@ from collections.abc import Callable
 
 import torch
 
-from unroll.models.lm import LanguageModel, State, lm_loss, loss_and_grads
 from unroll.engine.cuda_graphs import GraphedStep, sgd_update_
+from unroll.models.lm import LanguageModel, State, lm_loss, loss_and_grads
 
 Autocast = Callable[[], contextlib.AbstractContextManager]
 
@@ -42,7 +45,7 @@ class GraphedTrainStep:
         self,
         model: LanguageModel,
         optimizer: torch.optim.Optimizer,
-        max_grad_norm: float,
+        clip: float,
         batch_size: int,
         num_steps: int,
         autocast: Autocast,
@@ -60,14 +63,14 @@ class GraphedTrainStep:
 
         def body() -> None:
             loss, (h, c) = loss_and_grads(
-                model, params, self.x, self.y, (self.h, self.c), max_grad_norm, autocast
+                model, params, self.x, self.y, (self.h, self.c), clip, autocast
             )
             sgd_update_(params, self.lr)
             self.loss.copy_(loss)
             self.h.copy_(h.detach())
             self.c.copy_(c.detach())
 
-        self.graph = GraphedStep(body, warmup=3, parameters=params)
+        self.graph = GraphedStep(body, device=device, warmup=3, parameters=params)
         self._returned: State | None = None
 
     def __call__(
@@ -111,8 +114,8 @@ def graphed_eval_nll(
         h.copy_(h_n)
         c.copy_(c_n)
 
-    graph = GraphedStep(body, warmup=2)
-    nll.zero_()  # undo the warm-up's effects
+    graph = GraphedStep(body, device=data.device, warmup=2)
+    nll.zero_()  # undo the warm-up's effects (on CUDA; on the CPU nothing ran yet)
     h.copy_(state[0])
     c.copy_(state[1])
     for i in range(full):

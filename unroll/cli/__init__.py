@@ -1,0 +1,139 @@
+"""The ``unroll`` command: parses arguments and calls the functions the Python API exposes.
+
+One shape for every recipe: ``unroll <recipe> train|eval|predict|presets`` (what a recipe has),
+with the config flags built once from its dataclass (`unroll.cli.flags`). The commands of
+earlier versions keep working as aliases (`canonical_argv`): ``unroll train|eval|generate|
+presets`` (the language model), ``unroll classify [...]``, ``unroll classify-eval``,
+``unroll forecast [...]``, ``unroll forecast --demo sin-cos``. A `UserError` anywhere becomes
+one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from unroll import __version__
+from unroll.cli.flags import Parser, split_extras
+from unroll.errors import UserError
+
+# recipe -> its actions (the first is the default when none is named)
+ACTIONS = {
+    "lm": ("train", "eval", "generate", "predict", "presets"),
+    "classify": ("train", "eval", "presets"),
+    "forecast": ("train", "predict", "presets"),
+    "sincos": ("train", "presets"),
+}
+LEGACY = {
+    "train": ["lm", "train"],
+    "eval": ["lm", "eval"],
+    "generate": ["lm", "generate"],
+    "presets": ["lm", "presets"],
+    "classify-eval": ["classify", "eval"],
+}
+
+
+def canonical_argv(argv: Sequence[str]) -> list[str]:
+    """Today's commands for the older spellings (see the module docstring)."""
+    argv = list(argv)
+    if not argv:
+        return argv
+    if argv[0] in LEGACY:
+        argv = LEGACY[argv[0]] + argv[1:]
+    elif argv[0] in ACTIONS and (
+        len(argv) == 1 or argv[1] not in (*ACTIONS[argv[0]], "-h", "--help")
+    ):
+        argv = [argv[0], ACTIONS[argv[0]][0], *argv[1:]]
+    if argv[:2] == ["forecast", "train"]:
+        for i, tok in enumerate(argv):
+            if tok == "--demo" and i + 1 < len(argv) and argv[i + 1] == "sin-cos":
+                return ["sincos", "train", *argv[2:i], *argv[i + 2 :]]
+            if tok == "--demo=sin-cos":
+                return ["sincos", "train", *argv[2:i], *argv[i + 1 :]]
+    if argv[:2] == ["classify", "train"]:
+        for i, tok in enumerate(argv):
+            if tok == "--model" and i + 1 < len(argv) and argv[i + 1] == "all":
+                return [*argv[:i], "--baselines", *argv[i + 2 :]]
+            if tok in ("--model=all", "model=all"):
+                return [*argv[:i], "--baselines", *argv[i + 1 :]]
+    return argv
+
+
+def build_parser() -> Parser:
+    from unroll.cli import classify, forecast, lm
+
+    parser = Parser(
+        prog="unroll",
+        description="Train, evaluate and sample recurrent sequence models: "
+        "unroll <recipe> train|eval|predict|presets.",
+    )
+    parser.add_argument("--version", action="version", version=f"unroll {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="RECIPE", parser_class=Parser)
+    sub.required = True
+    lm.register(sub)
+    classify.register(sub)
+    forecast.register(sub)
+    return parser
+
+
+class _NoteHandler(logging.Handler):
+    """Library notes (``logging``, e.g. an old config name), kept until the command ends and
+    then printed as ``unroll: note: ...`` lines on stderr — dropped when it ends in an error,
+    which stays the one line printed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.notes: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        note = record.getMessage()
+        if note not in self.notes:
+            self.notes.append(note)
+
+    def flush_notes(self, show: bool) -> None:
+        if show:
+            for note in self.notes:
+                print(f"unroll: note: {note}", file=sys.stderr, flush=True)
+        self.notes.clear()
+
+
+def _note_handler() -> _NoteHandler:
+    log = logging.getLogger("unroll")
+    for h in log.handlers:
+        if isinstance(h, _NoteHandler):
+            return h
+    handler = _NoteHandler()
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    notes = _note_handler()
+    ok = False
+    try:
+        parser = build_parser()
+        args, rest = parser.parse_known_args(canonical_argv(argv))
+        extras = split_extras(rest)
+        if extras and not getattr(args, "takes_overrides", False):
+            raise UserError(f"unrecognized argument {extras[0]!r}")
+        args.overrides = extras
+        args.argv = ["unroll", *argv]  # recorded in the run directory's command.txt
+        code = int(args.func(args) or 0)
+        ok = True
+        return code
+    except UserError as e:
+        print(f"unroll: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("unroll: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        notes.flush_notes(show=ok)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Arguments every recipe's commands share, built once: config flags from the dataclass.
+
+``unroll <recipe> train`` takes ``--preset NAME``, ``--config FILE``, ``--out RUN_DIR``,
+``--resume RUN_DIR``, ``--quiet``, and every config field as ``--KEY VALUE`` (``-`` or ``_``)
+or as ``KEY=VALUE`` anywhere on the line; old field names (a config's ALIASES) work too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from unroll.config import field_types, parse_override_tokens, type_help
+from unroll.engine.recipe import Recipe
+from unroll.errors import UserError
+
+_KEY_VALUE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*=")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with errors as one line: ``unroll: error: PROG: MESSAGE (see PROG --help)``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # --lr must never match --lr-decay
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _dest(name: str) -> str:
+    return f"set_{name}"
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
+    """``--KEY VALUE`` (and ``--key_name``) for every field and alias of `config_cls`."""
+    group = parser.add_argument_group("config (as --KEY VALUE or KEY=VALUE; types are checked)")
+    defaults = config_cls()
+    for name, tp in field_types(config_cls).items():
+        flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
+        default = getattr(defaults, name)
+        group.add_argument(
+            *flags,
+            dest=_dest(name),
+            metavar="VALUE",
+            default=None,
+            help=f"({type_help(tp)}; default {default!r})",
+        )
+    for old, new in getattr(config_cls, "ALIASES", {}).items():
+        target = new if isinstance(new, str) else new[0]
+        flags = [f"--{old.replace('_', '-')}"] + ([f"--{old}"] if "_" in old else [])
+        group.add_argument(
+            *flags,
+            dest=_dest(old),
+            metavar="VALUE",
+            default=None,
+            help=f"old name of --{target.replace('_', '-')}",
+        )
+
+
+def add_train_arguments(parser: argparse.ArgumentParser, recipe: Recipe) -> None:
+    presets = ", ".join(recipe.presets) or "none"
+    parser.add_argument("--preset", metavar="NAME", help=f"one of: {presets}")
+    parser.add_argument("--config", metavar="FILE", help="config values from a JSON or TOML file")
+    parser.add_argument("--out", metavar="RUN_DIR", help="new run directory (default runs/...)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last epoch")
+    add_quiet(parser)
+    add_config_flags(parser, recipe.config)
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quiet",
+        "--no-progress",
+        dest="quiet",
+        action="store_true",
+        help="no progress bars or per-epoch lines (results are still printed)",
+    )
+
+
+def overrides_from_args(args: argparse.Namespace, config_cls: type) -> list[tuple[str, str]]:
+    """The config changes a command line asks for: ``--KEY VALUE`` flags first, then the
+    ``KEY=VALUE`` tokens in their order (so a later KEY=VALUE wins)."""
+    names = list(field_types(config_cls)) + list(getattr(config_cls, "ALIASES", {}))
+    pairs = [
+        (n, getattr(args, _dest(n))) for n in names if getattr(args, _dest(n), None) is not None
+    ]
+    return pairs + parse_override_tokens(getattr(args, "overrides", []))
+
+
+def split_extras(rest: Sequence[str]) -> list[str]:
+    """Tokens argparse did not take: each must be KEY=VALUE, else a one-line error naming it."""
+    for tok in rest:
+        if not _KEY_VALUE.match(tok):
+            what = "option" if tok.startswith("-") else "argument"
+            raise UserError(f"unrecognized {what} {tok!r} (config overrides are KEY=VALUE)")
+    return list(rest)
+
+
+def config_for_train(args: argparse.Namespace, recipe: Recipe) -> Any:
+    """The config `train` runs with: for a new run, defaults -> preset -> file -> overrides;
+    for --resume, the overrides alone (the run's own config is the base, see resume_point)."""
+    pairs = overrides_from_args(args, recipe.config)
+    if args.resume is not None:
+        if args.preset is not None or args.config is not None:
+            raise UserError("--preset/--config and --resume: a resumed run keeps its own config")
+        if args.out is not None:
+            raise UserError("--out and --resume: a resumed run continues in its own directory")
+        return dict(pairs)
+    return recipe.make_config(args.preset, args.config, dict(pairs))
+
+
+def config_is_dataclass(config: Any) -> bool:
+    return dataclasses.is_dataclass(config) and not isinstance(config, type)

@@ -1,0 +1,253 @@
+"""The one training loop every recipe runs on.
+
+`fit` is one explicit loop; a recipe hands it what differs:
+
+    for epoch in start+1 .. epochs:
+        set the learning rate (lr_at), on_epoch_start(epoch)     # e.g. zero the carried state
+        for batch in batches(epoch):
+            loss = step(batch)                                   # forward, backward, update
+            total += loss                                        # on the device: no sync
+        train metrics from total (one sync), evaluate(), divergence guard
+        checkpoints (last, best) as one unit, then one metrics line
+
+A `step` is any callable ``step(batch) -> loss`` (a 0-d device tensor, detached): the
+supervised step below (`supervised_step`), the language model's step with its carried state,
+or a replay of a captured CUDA graph — the loop cannot tell them apart, which is what lets the
+fast path plug in. Resuming is the `Run`'s business (`unroll.engine.run`): it restores model,
+optimizer and RNG state and says from which epoch the loop starts, with which best so far; the
+result equals an uninterrupted run.
+
+Divergence: a non-finite training loss or metric stops the run with a one-line `Diverged`
+error before that epoch's checkpoints are written, so ``last``/``best`` keep the last good
+epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from torch import nn
+
+from unroll.engine.progress import Progress
+from unroll.errors import UserError
+
+if TYPE_CHECKING:
+    from unroll.engine.run import Run
+
+Batch = Any
+Step = Callable[[Batch], torch.Tensor]
+
+
+class Diverged(UserError):
+    """Training produced a non-finite loss or metric (the run stops; checkpoints are kept)."""
+
+
+def make_optimizer(
+    name: str,
+    params: Iterable[torch.nn.Parameter],
+    lr: float,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+) -> torch.optim.Optimizer:
+    """``adam`` or ``sgd`` (with momentum) — the two the classic tutorials use."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise UserError(f"optimizer={name!r}: expected adam or sgd")
+
+
+def decayed_lr(lr: float, decay: float, after: int, epoch: int) -> float:
+    """``lr * decay ** max(epoch - after, 0)``: the full rate for `after` epochs, then decayed
+    once per epoch (epoch counted from 1). Zaremba et al. 2014's schedule; ``after=1`` decays
+    from the second epoch on."""
+    return lr * decay ** max(epoch - after, 0)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set the learning rate between epochs; an lr held as a tensor (as a captured CUDA-graph
+    step needs) is filled in place, so the captured step sees the new value."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+
+def supervised_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[nn.Module, Batch], torch.Tensor],
+    clip: float = 0.0,
+) -> Step:
+    """The minibatch step: zero grads, ``loss_fn(model, batch)`` (a mean), backward, clip to
+    global norm `clip` (0 = off), optimizer step; returns the detached loss."""
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def step(batch: Batch) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model, batch)
+        loss.backward()
+        if clip:
+            nn.utils.clip_grad_norm_(params, clip, foreach=True)
+        optimizer.step()
+        return loss.detach()
+
+    return step
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: float | None = None
+    best_epoch: int | None = None
+
+
+def _mean_loss(total: float, steps: int) -> dict[str, float]:
+    return {"train_loss": total / max(steps, 1)}
+
+
+def fit(
+    run: Run | None,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    step: Step,
+    batches: Callable[[int], Iterable[Batch]],
+    num_batches: int,
+    epochs: int,
+    evaluate: Callable[[], dict[str, float]],
+    select: str,
+    mode: Literal["min", "max"] = "min",
+    lr_at: Callable[[int], float] | None = None,
+    on_epoch_start: Callable[[int], None] | None = None,
+    train_metrics: Callable[[float, int], dict[str, float]] = _mean_loss,
+    bar_values: Callable[[torch.Tensor, int], dict[str, Any]] | None = None,
+    items_per_batch: int | None = None,
+    items: str = "items",
+    checkpoint_extra: Callable[[], dict[str, Any]] | None = None,
+    quiet: bool = False,
+    desc: str = "train",
+) -> FitResult:
+    """Train `model` for epochs ``run.start_epoch + 1 .. epochs`` (see the module docstring).
+
+    step(batch) -> the step's loss (0-d, detached, on the device); batches(epoch) -> the
+    epoch's batches, `num_batches` of them (the progress bar's length); evaluate() -> the
+    validation metrics (the model is in eval mode, under no_grad), which hold `select`, the
+    metric that picks the best epoch (`mode` min or max). train_metrics(loss_sum, steps) -> the
+    training metrics of the epoch (default: the mean loss); bar_values(loss_sum, steps) -> what
+    the progress bar shows (read only when it draws). `items_per_batch` (e.g. B·T words) adds
+    the speed, ``<items>_per_sec`` (e.g. ``words_per_sec``). checkpoint_extra() -> the
+    recipe's entries of each checkpoint (vocabulary, scaler ...). With `run` None nothing is
+    written (e.g. a benchmark).
+    """
+    start_epoch = run.start_epoch if run is not None else 0
+    result = FitResult(
+        best=run.best if run is not None else None,
+        best_epoch=run.best_epoch if run is not None else None,
+    )
+    log = run.say if run is not None else (lambda text: None)
+    for epoch in range(start_epoch + 1, epochs + 1):
+        if lr_at is not None:
+            set_lr(optimizer, lr_at(epoch))
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
+        model.train()
+        bar = Progress(
+            num_batches,
+            desc=f"{desc} {epoch}/{epochs}",
+            stream=run.stream if run is not None else None,
+            enabled=not quiet,
+        )
+        start = time.perf_counter()
+        total = torch.zeros((), dtype=torch.float64, device=_device_of(model))
+        steps = 0
+        for batch in batches(epoch):
+            total += step(batch)
+            steps += 1
+            if bar.due():  # only here is the loss read (a sync)
+                bar.update(
+                    1, **(bar_values(total, steps) if bar_values else {"loss": total / steps})
+                )
+            else:
+                bar.update(1)
+        bar.close()
+        seconds = time.perf_counter() - start
+        record: dict[str, Any] = {"epoch": epoch, "lr": _lr(optimizer)}
+        record.update(train_metrics(float(total), steps))  # one sync per epoch
+        _guard(record, epoch, run)
+        model.eval()
+        with torch.no_grad():
+            valid = evaluate()
+        if select not in valid:
+            raise ValueError(f"fit: evaluate() returned {sorted(valid)}, missing {select!r}")
+        record.update({k: float(v) for k, v in valid.items()})
+        _guard(record, epoch, run)
+        record["seconds"] = seconds
+        if items_per_batch:
+            record[f"{items}_per_sec"] = steps * items_per_batch / max(seconds, 1e-9)
+        value = record[select]
+        improved = result.best is None or (
+            value < result.best if mode == "min" else value > result.best
+        )
+        if improved:
+            result.best, result.best_epoch = value, epoch
+        result.history.append(record)
+        if run is not None:
+            run.save_epoch(
+                {
+                    **(checkpoint_extra() if checkpoint_extra else {}),
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch,
+                    "best": result.best,
+                    "best_epoch": result.best_epoch,
+                    "select": select,
+                },
+                improved,
+            )
+            run.metrics.log(**record)
+        log(format_epoch(record, epochs, items))
+    return result
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _lr(optimizer: torch.optim.Optimizer) -> float:
+    lr = optimizer.param_groups[0]["lr"]
+    return float(lr)
+
+
+def _guard(record: dict[str, Any], epoch: int, run: Run | None) -> None:
+    bad = {k: v for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)}
+    if not bad:
+        return
+    what = ", ".join(f"{k} {v}" for k, v in bad.items())
+    kept = (
+        f"; {run.path}/checkpoints keeps epoch {epoch - 1}" if run is not None and epoch > 1 else ""
+    )
+    raise Diverged(f"epoch {epoch}: {what} (training diverged{kept}); try a lower lr or clip")
+
+
+def format_epoch(record: dict[str, Any], epochs: int, items: str = "items") -> str:
+    """``epoch 3/13: lr 1  train_ppl 120.3  valid_ppl 130.2  (6100 words/s, 12.3 s)``."""
+    speed_key = f"{items}_per_sec"
+    parts = []
+    for k, v in record.items():
+        if k in ("epoch", "seconds", speed_key):
+            continue
+        parts.append(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}")
+    speed = f"{record[speed_key]:.0f} {items}/s, " if speed_key in record else ""
+    return (
+        f"epoch {record['epoch']}/{epochs}: "
+        + "  ".join(parts)
+        + f"  ({speed}{record['seconds']:.1f} s)"
+    )

@@ -1,0 +1,258 @@
+"""Starting and resuming runs: one set of rules for every recipe.
+
+A recipe's ``train`` does, in this order::
+
+    resume = recipe.resume_point(RUN_DIR, overrides)   # only with --resume: config + last.pt
+    config.validate(); load and check the data          # nothing written yet: bad input leaves
+                                                        # no run directory behind
+    with Run.start(recipe, config, device=..., out=..., resume=resume) as run:
+        model, optimizer = ...; run.restore(model, optimizer)
+        fit(run, model, optimizer, ...)                 # checkpoints + metrics each epoch
+        ckpt = run.load_best(model); ... run.write_results(result)
+
+The rules (`Recipe.resume_point` and `Run.start`):
+- a run directory belongs to one recipe (``kind`` in config.json and in every checkpoint);
+- a resumed run keeps its config; only the recipe's ``RESUMABLE`` fields (epochs, device,
+  threads, ...) may change, and config.json is rewritten with the new values;
+- it continues from ``last.pt`` (model, optimizer, RNG state, epoch, best so far); a run with
+  no finished epoch starts over in the same directory;
+- a checkpoint copied in from another run is refused (``run_id`` in meta.json and checkpoints);
+- on (re)start: the directory is locked, temp files of a killed write are removed, ``best.pt``
+  is repaired if a kill cut the last save short, metrics.jsonl and TensorBoard lose the lines of
+  epochs past the checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import torch
+from torch import nn
+
+from unroll.config import changed_fields, config_from_dict
+from unroll.engine.checkpoint import (
+    best_checkpoint,
+    load_checkpoint,
+    remove_stale_temp_files,
+    repair_best,
+    save_epoch,
+)
+from unroll.engine.metrics_log import MetricsLogger
+from unroll.engine.rundir import RunDir, default_run_dir
+from unroll.engine.seed import get_rng_state, set_rng_state
+from unroll.errors import UserError
+
+if TYPE_CHECKING:
+    from unroll.engine.recipe import Recipe
+
+
+@dataclasses.dataclass
+class ResumePoint:
+    """Where a resumed run continues: its directory, its config (with the allowed changes) and
+    its last checkpoint (None when no epoch had finished)."""
+
+    run_dir: RunDir
+    config: Any
+    checkpoint: dict[str, Any] | None
+
+
+def resume_point(recipe: Recipe, path: str | Path, overrides: Any = ()) -> ResumePoint:
+    """Open `path` to continue it: the saved config with `overrides` (a dataclass of the
+    recipe's config, a mapping or ``key=value`` tokens) applied, checked against the rules."""
+    from unroll.config import apply_overrides
+
+    run_dir = RunDir.open(path)
+    saved_dict = run_dir.read_config()
+    kind = saved_dict.pop("kind", None)
+    last = run_dir.checkpoint("last")
+    ckpt = load_checkpoint(last, kind=recipe.kind) if last.is_file() else None
+    if kind != recipe.kind:
+        raise UserError(
+            f"--resume {path}: a {kind!r} run, not a {recipe.kind!r} one (resume it with the "
+            f"command of its own recipe)"
+        )
+    if ckpt is not None:
+        saved_dict = ckpt["config"]  # what the weights were trained with
+        meta_id = _meta(run_dir).get("run_id")
+        if meta_id is not None and ckpt.get("run_id") not in (None, meta_id):
+            raise UserError(
+                f"--resume {path}: checkpoints/last.pt belongs to another run (run_id "
+                f"{ckpt.get('run_id')}, this run is {meta_id}); copy whole run directories"
+            )
+    saved = config_from_dict(recipe.config, saved_dict, source=str(run_dir.path))
+    if dataclasses.is_dataclass(overrides) and not isinstance(overrides, type):
+        wanted = overrides
+    else:
+        wanted = apply_overrides(saved, overrides or {})
+    wanted = recipe.normalize_resumed(saved, wanted)
+    changed = [f for f in changed_fields(saved, wanted) if f not in recipe.config.RESUMABLE]
+    if changed:
+        raise UserError(
+            f"--resume {path}: {', '.join(changed)} cannot change when resuming (only "
+            f"{', '.join(recipe.config.RESUMABLE)} may)"
+        )
+    wanted.validate()
+    return ResumePoint(run_dir, wanted, ckpt)
+
+
+def _meta(run_dir: RunDir) -> dict[str, Any]:
+    try:
+        return run_dir.read_meta()
+    except (OSError, ValueError):
+        return {}
+
+
+class Run:
+    """A run directory opened for training by this process (see the module docstring)."""
+
+    def __init__(
+        self,
+        run_dir: RunDir,
+        recipe: Recipe,
+        config: Any,
+        checkpoint: dict[str, Any] | None,
+        *,
+        quiet: bool,
+        stream: TextIO | None,
+        run_id: str,
+        resumed: bool = False,
+    ):
+        self.dir = run_dir
+        self.recipe = recipe
+        self.config = config
+        self.checkpoint = checkpoint
+        self.quiet = quiet
+        self.stream = stream
+        self.run_id = run_id
+        self.start_epoch = int(checkpoint["epoch"]) if checkpoint else 0
+        self.best = _best_value(checkpoint)
+        self.best_epoch = checkpoint.get("best_epoch") if checkpoint else None
+        self.metrics = MetricsLogger(
+            run_dir.path,
+            tensorboard=getattr(config, "tensorboard", True),
+            truncate_after=self.start_epoch if resumed else None,
+        )
+
+    @classmethod
+    def start(
+        cls,
+        recipe: Recipe,
+        config: Any,
+        *,
+        device: torch.device | str,
+        out: str | Path | None = None,
+        resume: ResumePoint | None = None,
+        argv: list[str] | None = None,
+        quiet: bool = False,
+        stream: TextIO | None = None,
+        extra_meta: dict[str, Any] | None = None,
+    ) -> Run:
+        """Create `out` (default ``runs/<name>-<time>``) or reopen the run `resume` points to."""
+        if resume is not None:
+            if out is not None:
+                raise UserError("--out and --resume: a resumed run continues in its own directory")
+            run_dir = resume.run_dir
+            run_dir.lock()
+            remove_stale_temp_files(run_dir.checkpoints)
+            remove_stale_temp_files(run_dir.path)
+            if resume.checkpoint is not None:
+                repair_best(run_dir.checkpoints)
+            run_dir.write_config(recipe.kind, config)
+            run_dir.record_command(argv)
+            run_id = _meta(run_dir).get("run_id") or uuid.uuid4().hex
+            run = cls(
+                run_dir,
+                recipe,
+                config,
+                resume.checkpoint,
+                quiet=quiet,
+                stream=stream,
+                run_id=run_id,
+                resumed=True,
+            )
+            run.say(
+                f"resuming {run_dir.path} after epoch {run.start_epoch}"
+                if resume.checkpoint
+                else f"restarting {run_dir.path} (no epoch had finished)"
+            )
+            return run
+        run_id = uuid.uuid4().hex
+        path = Path(out) if out is not None else default_run_dir(recipe.run_name(config))
+        run_dir = RunDir.create(
+            path,
+            kind=recipe.kind,
+            config=config,
+            seed=getattr(config, "seed", 0),
+            device=device,
+            argv=argv,
+            extra_meta={"run_id": run_id, **(extra_meta or {})},
+        )
+        run = cls(run_dir, recipe, config, None, quiet=quiet, stream=stream, run_id=run_id)
+        run.say(f"run directory: {run_dir.path}")
+        return run
+
+    # -- what the recipe calls --------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self.dir.path
+
+    @property
+    def resumed(self) -> bool:
+        return self.checkpoint is not None
+
+    def say(self, text: str) -> None:
+        """A progress line (per-epoch lines, notes) on stderr, unless quiet."""
+        if not self.quiet:
+            print(text, file=self.stream if self.stream is not None else sys.stderr, flush=True)
+
+    def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Load model, optimizer and RNG state from the checkpoint being resumed (no-op for a
+        new run). Call it after building both, right before training."""
+        if self.checkpoint is None:
+            return
+        model.load_state_dict(self.checkpoint["model"])
+        if optimizer is not None and self.checkpoint.get("optimizer") is not None:
+            optimizer.load_state_dict(self.checkpoint["optimizer"])
+        set_rng_state(self.checkpoint["rng"])
+
+    def save_epoch(self, payload: dict[str, Any], is_best: bool) -> None:
+        """An epoch's checkpoints, with the run's kind, config, id and RNG state added."""
+        full = {
+            "kind": self.recipe.kind,
+            "config": dataclasses.asdict(self.config),
+            "run_id": self.run_id,
+            "rng": get_rng_state(),
+            **payload,
+        }
+        save_epoch(self.dir.checkpoints, full, is_best)
+
+    def load_best(self, model: nn.Module, device: torch.device | str = "cpu") -> dict[str, Any]:
+        """Load the best checkpoint's weights into `model`; returns the checkpoint."""
+        ckpt = load_checkpoint(best_checkpoint(self.dir.checkpoints), kind=self.recipe.kind)
+        model.load_state_dict(ckpt["model"])
+        return ckpt
+
+    def write_results(self, results: Any) -> Path:
+        data = results.to_dict() if hasattr(results, "to_dict") else results
+        return self.dir.write_json("results.json", data)
+
+    def close(self) -> None:
+        self.metrics.close()
+        self.dir.unlock()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _best_value(ckpt: dict[str, Any] | None) -> float | None:
+    if not ckpt:
+        return None
+    best = ckpt.get("best", ckpt.get("best_valid_ppl"))  # (the language model's older name)
+    return None if best is None else float(best)

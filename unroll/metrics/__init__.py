@@ -1,0 +1,1 @@
+"""Scores: perplexity, classification accuracy and confusion, forecast errors and backtests."""
