@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv
-	$(VENV)/bin/unroll train
+	$(VENV)/bin/unroll lm train
 
 test: venv
 	$(PY) -m pytest -q

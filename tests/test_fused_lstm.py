@@ -209,29 +209,29 @@ def test_float32_large_hidden_onednn_path_close_to_reference(peephole, coupled, 
 
 def test_big_gemms_through_onednn_equal_torch():
     """The whole-sequence GEMMs above BIG_GEMM_MACS (oneDNN on CPU float32), transposed views."""
-    from unroll.nn.kernels import lstm_fused
+    from unroll.nn.kernels import gemm
 
     # this build has oneDNN: the path must be taken, not silently skipped
-    assert lstm_fused._onednn_linear_works() == torch.backends.mkldnn.is_available()
+    assert gemm._onednn_linear_works() == torch.backends.mkldnn.is_available()
     torch.manual_seed(5)
     a, b, bias = torch.randn(700, 650), torch.randn(2600, 650), torch.randn(2600)
-    assert lstm_fused.BIG_GEMM_MACS <= 700 * 650 * 2600
+    assert gemm.BIG_GEMM_MACS <= 700 * 650 * 2600
     want = (a.double() @ b.double().t() + bias.double()).float()
-    torch.testing.assert_close(lstm_fused.gemm_nt(a, b, bias), want, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(gemm.gemm_nt(a, b, bias), want, rtol=1e-4, atol=1e-3)
     dG2, inp = torch.randn(700, 2600), torch.randn(700, 650)
-    got = lstm_fused.weight_gradient(dG2, inp)
+    got = gemm.weight_gradient(dG2, inp)
     assert got.shape == (2600, 650) and got.is_contiguous()
     torch.testing.assert_close(got, (dG2.double().t() @ inp.double()).float(), rtol=1e-4, atol=1e-3)
-    dx = lstm_fused.gemm_nt(dG2, b.t())  # b.t(): a transposed view as the weight
+    dx = gemm.gemm_nt(dG2, b.t())  # b.t(): a transposed view as the weight
     torch.testing.assert_close(dx, (dG2.double() @ b.double()).float(), rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("loops", LOOPS)
 def test_layer_with_every_gemm_through_onednn_close_to_reference(monkeypatch, loops):
-    from unroll.nn.kernels import lstm_fused
+    from unroll.nn.kernels import gemm
 
-    monkeypatch.setattr(lstm_fused, "BIG_GEMM_MACS", 1)  # every whole-sequence GEMM: oneDNN
-    assert lstm_fused._onednn_linear_works() == torch.backends.mkldnn.is_available()
+    monkeypatch.setattr(gemm, "BIG_GEMM_MACS", 1)  # every whole-sequence GEMM: oneDNN
+    assert gemm._onednn_linear_works() == torch.backends.mkldnn.is_available()
     loops = loops_named(loops)
     torch.manual_seed(6)
     Tm, Bm, Cm, Hm = 5, 3, 7, 16

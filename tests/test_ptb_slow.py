@@ -33,7 +33,7 @@ def test_ptb_test_preset_loss_falls(tmp_path):
     # The tutorial's test config, two short epochs; the untrained model is at the uniform
     # perplexity (10000), so a working trainer is far below it and still falling.
     config = dataclasses.replace(
-        get_preset("ptb-test"), max_max_epoch=2, max_steps_per_epoch=150, device="cpu", threads=1
+        get_preset("ptb-test"), epochs=2, max_steps_per_epoch=150, device="cpu", threads=1
     )
     result = train(config, data=str(data), out=tmp_path / "run", quiet=True)
     m = read_metrics(tmp_path / "run")

@@ -17,9 +17,9 @@ so `best_checkpoint` — which every reader of "best" goes through — picks ``l
 `repair_best` (run at resume) copies it over. No instant of the sequence can make "best" name
 weights other than those of the best epoch on record.
 
-For the tests of that claim, ``UNROLL_FAULT=<point>`` kills the process (SIGKILL, as ``kill -9``)
-at a named point of the save sequence: ``before-last``, ``after-last``, ``after-best``
-(see `fault_point`).
+For the tests of that claim, ``UNROLL_FAULT=<point>[@<epoch>]`` kills the process (SIGKILL, as
+``kill -9``) at a named point of an epoch's save sequence: ``before-last``, ``mid-last`` (the
+temporary file written, not yet renamed), ``after-last``, ``after-best`` (see `fault_point`).
 """
 
 from __future__ import annotations
@@ -39,13 +39,17 @@ FORMAT = 1
 FAULT_ENV = "UNROLL_FAULT"
 
 
-def fault_point(name: str) -> None:
-    """Kill this process here when ``UNROLL_FAULT`` names this point (fault-injection tests)."""
-    if os.environ.get(FAULT_ENV) == name:
+def fault_point(name: str, epoch: int | None = None) -> None:
+    """Kill this process here when ``UNROLL_FAULT`` names this point (and this epoch, when it
+    names one): fault-injection tests of the save sequence. Costs one dict lookup otherwise."""
+    fault = os.environ.get(FAULT_ENV)
+    if fault is not None and fault in (name, f"{name}@{epoch}"):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, mode: int = 0o644) -> None:
+def atomic_write_bytes(
+    path: str | Path, data: bytes, mode: int = 0o644, before_rename=None
+) -> None:
     """Write `data` to `path` atomically (temp file in the same directory + fsync + rename).
 
     Files get `mode` (default rw-r--r--, as a plain ``open`` would under the usual umask), so
@@ -58,6 +62,8 @@ def atomic_write_bytes(path: str | Path, data: bytes, mode: int = 0o644) -> None
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode & ~_umask())
+        if before_rename is not None:
+            before_rename()
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -108,12 +114,15 @@ def save_epoch(directory: str | Path, payload: dict[str, Any], is_best: bool) ->
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     data = checkpoint_bytes(payload)
-    fault_point("before-last")
-    atomic_write_bytes(directory / "last.pt", data)
-    fault_point("after-last")
+    epoch = payload.get("epoch")
+    fault_point("before-last", epoch)
+    atomic_write_bytes(
+        directory / "last.pt", data, before_rename=lambda: fault_point("mid-last", epoch)
+    )
+    fault_point("after-last", epoch)
     if is_best:
         atomic_write_bytes(directory / "best.pt", data)
-        fault_point("after-best")
+        fault_point("after-best", epoch)
 
 
 def _epochs(path: Path) -> tuple[int | None, int | None]:

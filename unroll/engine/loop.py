@@ -8,7 +8,7 @@
             loss = step(batch)                                   # forward, backward, update
             total += loss                                        # on the device: no sync
         train metrics from total (one sync), evaluate(), divergence guard
-        checkpoints (last, best) as one unit, then one metrics line
+        one metrics line, then the checkpoints (last, best) as one unit
 
 A `step` is any callable ``step(batch) -> loss`` (a 0-d device tensor, detached): the
 supervised step below (`supervised_step`), the language model's step with its carried state,
@@ -17,9 +17,9 @@ fast path plug in. Resuming is the `Run`'s business (`unroll.engine.run`): it re
 optimizer and RNG state and says from which epoch the loop starts, with which best so far; the
 result equals an uninterrupted run.
 
-Divergence: a non-finite training loss or metric stops the run with a one-line `Diverged`
-error before that epoch's checkpoints are written, so ``last``/``best`` keep the last good
-epoch.
+Divergence: a non-finite training loss or metric (or a mean loss above the recipe's
+`max_loss`) stops the run with a one-line `Diverged` error before that epoch's checkpoints
+are written, so ``last``/``best`` keep the last good epoch.
 """
 
 from __future__ import annotations
@@ -130,6 +130,7 @@ def fit(
     bar_values: Callable[[torch.Tensor, int], dict[str, Any]] | None = None,
     items_per_batch: int | None = None,
     items: str = "items",
+    max_loss: float = math.inf,
     checkpoint_extra: Callable[[], dict[str, Any]] | None = None,
     quiet: bool = False,
     desc: str = "train",
@@ -144,7 +145,8 @@ def fit(
     the progress bar shows (read only when it draws). `items_per_batch` (e.g. B·T words) adds
     the speed, ``<items>_per_sec`` (e.g. ``words_per_sec``). checkpoint_extra() -> the
     recipe's entries of each checkpoint (vocabulary, scaler ...). With `run` None nothing is
-    written (e.g. a benchmark).
+    written (e.g. a benchmark). `max_loss`: a mean training loss above it counts as divergence
+    (e.g. a cross-entropy whose exp overflows: the perplexity overflow of a classifier).
     """
     start_epoch = run.start_epoch if run is not None else 0
     result = FitResult(
@@ -181,6 +183,12 @@ def fit(
         record: dict[str, Any] = {"epoch": epoch, "lr": _lr(optimizer)}
         record.update(train_metrics(float(total), steps))  # one sync per epoch
         _guard(record, epoch, run)
+        mean = float(total) / max(steps, 1)
+        if mean > max_loss:
+            raise Diverged(
+                f"epoch {epoch}: mean training loss {mean:.4g} is above {max_loss:.4g} "
+                f"(training diverged{_kept(run)}); try a lower lr or clip"
+            )
         model.eval()
         with torch.no_grad():
             valid = evaluate()
@@ -199,6 +207,9 @@ def fit(
             result.best, result.best_epoch = value, epoch
         result.history.append(record)
         if run is not None:
+            # The metrics line first: a kill before the checkpoints are written leaves a line
+            # that resuming drops (the log is cut back to the checkpoint's epoch).
+            run.metrics.log(**record)
             run.save_epoch(
                 {
                     **(checkpoint_extra() if checkpoint_extra else {}),
@@ -211,7 +222,6 @@ def fit(
                 },
                 improved,
             )
-            run.metrics.log(**record)
         log(format_epoch(record, epochs, items))
     return result
 
@@ -231,10 +241,13 @@ def _guard(record: dict[str, Any], epoch: int, run: Run | None) -> None:
     if not bad:
         return
     what = ", ".join(f"{k} {v}" for k, v in bad.items())
-    kept = (
-        f"; {run.path}/checkpoints keeps epoch {epoch - 1}" if run is not None and epoch > 1 else ""
-    )
-    raise Diverged(f"epoch {epoch}: {what} (training diverged{kept}); try a lower lr or clip")
+    raise Diverged(f"epoch {epoch}: {what} (training diverged{_kept(run)}); try a lower lr or clip")
+
+
+def _kept(run: Run | None) -> str:
+    if run is None or run.saved_epoch == 0:
+        return ""
+    return f"; {run.path}/checkpoints keep epoch {run.saved_epoch}"
 
 
 def format_epoch(record: dict[str, Any], epochs: int, items: str = "items") -> str:

@@ -129,6 +129,7 @@ class Run:
         self.stream = stream
         self.run_id = run_id
         self.start_epoch = int(checkpoint["epoch"]) if checkpoint else 0
+        self.saved_epoch = self.start_epoch  # the epoch last.pt holds
         self.best = _best_value(checkpoint)
         self.best_epoch = checkpoint.get("best_epoch") if checkpoint else None
         self.metrics = MetricsLogger(
@@ -229,6 +230,7 @@ class Run:
             **payload,
         }
         save_epoch(self.dir.checkpoints, full, is_best)
+        self.saved_epoch = int(payload["epoch"])
 
     def load_best(self, model: nn.Module, device: torch.device | str = "cpu") -> dict[str, Any]:
         """Load the best checkpoint's weights into `model`; returns the checkpoint."""
@@ -247,8 +249,19 @@ class Run:
     def __enter__(self) -> Run:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
         self.close()
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            kept = (
+                f"checkpoints keep epoch {self.saved_epoch}"
+                if self.saved_epoch
+                else "no epoch had finished; resuming starts it over"
+            )
+            print(
+                f"unroll: stopped: {self.path}: {kept} (continue with --resume {self.path})",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def _best_value(ckpt: dict[str, Any] | None) -> float | None:

@@ -189,7 +189,7 @@ void backward_step(const T* a, const T* c_prev, const T* tc, const T* dh, T* dc,
 }
 
 // v @ Wᵀ through oneDNN with W prepacked by `mkldnn::_reorder_linear_weight` (Python side:
-// lstm_fused.onednn_packed_weight, which falls back to addmm where packing does not pay).
+// gemm.onednn_packed_weight, which falls back to addmm where packing does not pay).
 at::Tensor packed_linear(const at::Tensor& v, const at::Tensor& packed) {
   static const c10::OperatorHandle op =
       c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");

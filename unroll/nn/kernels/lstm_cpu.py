@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from unroll.nn.kernels.lstm_fused import onednn_packed_weight, onednn_packing_pays
+from unroll.nn.kernels.gemm import onednn_packed_weight, onednn_packing_pays
 
 SOURCE = Path(__file__).with_name("lstm_cpu.cpp")
 ENV = "UNROLL_CPU_EXTENSION"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -198,6 +199,8 @@ def _train(
         select="valid_accuracy",
         mode="max",
         lr_at=lambda e: decayed_lr(config.lr, config.lr_decay, config.lr_decay_after, e),
+        # A mean cross-entropy whose exp overflows: the classifier's "perplexity overflow".
+        max_loss=math.log(sys.float_info.max),
         checkpoint_extra=lambda: {
             "classes": list(data.classes),
             "image_shape": [height, width],

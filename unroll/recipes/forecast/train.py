@@ -240,6 +240,9 @@ def _train(
         evaluate=evaluate,
         select="valid_mae",
         mode="min",
+        # The targets are in units of the training part's standard deviation: a mean squared
+        # error of a million (forecasts ~1000 deviations off) is a run that blew up.
+        max_loss=1e6,
         checkpoint_extra=lambda: {
             "scaler": prep.scaler.to_dict(),
             "columns": list(prep.series.columns),

@@ -1,0 +1,164 @@
+"""The engine's promises, checked through the real recipes: a kill at any point of the save
+sequence resumes to the uninterrupted result, divergence stops every recipe with one line,
+one process at a time per run directory, and no dead ends after an interrupted first epoch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from unroll.cli import main
+from unroll.engine.checkpoint import find_checkpoint, load_checkpoint
+from unroll.engine.metrics_log import read_metrics
+from unroll.engine.rundir import RunDir
+from unroll.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_corpus(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "the cat sat on the mat", "a dog ran to the tree", "the cat ran", "my friend sat on a tree"
+    ]  # fmt: skip
+    for name, k in (("train.txt", 20), ("valid.txt", 4), ("test.txt", 4)):
+        (directory / name).write_text("\n".join(lines * k) + "\n", encoding="utf-8")
+    return directory
+
+
+def lm_args(data: Path, *extra: str) -> list[str]:
+    return [
+        "lm", "train", "--data", str(data), "--device", "cpu", "--quiet", "threads=1",
+        "hidden_size=8", "num_layers=1", "num_steps=4", "batch_size=2", "epochs=3",
+        "lr_decay_after=1", "dropout=0.2", "tensorboard=false", *extra,
+    ]  # fmt: skip
+
+
+def run_cli(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "unroll", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engine")
+    data = write_corpus(root / "data")
+    out = root / "straight"
+    assert main(lm_args(data, "--out", str(out))) == 0
+    return data, json.loads((out / "results.json").read_text()), out
+
+
+def _weights_equal(a: Path, b: Path) -> bool:
+    wa, wb = load_checkpoint(a)["model"], load_checkpoint(b)["model"]
+    return all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize("point", ["before-last", "mid-last", "after-last", "after-best"])
+def test_a_kill_at_any_save_step_resumes_to_the_uninterrupted_result(
+    point, uninterrupted, tmp_path
+):
+    data, want, straight = uninterrupted
+    assert want["best_epoch"] >= 2  # epoch 2 improves, so its save writes best.pt too
+    out = tmp_path / "run"
+    killed = run_cli(lm_args(data, "--out", str(out)), UNROLL_FAULT=f"{point}@2")
+    assert killed.returncode == -9, killed.stderr  # SIGKILL, as kill -9
+    # Before any repair, "best" names the best epoch on record, never an older one.
+    last = load_checkpoint(out / "checkpoints" / "last.pt")
+    best = load_checkpoint(find_checkpoint(out, "best"))
+    assert best["epoch"] == last["best_epoch"]
+    # The resumed run ends where the uninterrupted one did: weights, metrics, results.
+    assert main(["lm", "train", "--resume", str(out), "--quiet"]) == 0
+    got = json.loads((out / "results.json").read_text())
+    for key in ("test_ppl", "best_valid_ppl", "best_epoch", "train_ppl", "valid_ppl"):
+        assert got[key] == want[key], key
+    for name in ("last", "best"):
+        assert _weights_equal(
+            out / "checkpoints" / f"{name}.pt", straight / "checkpoints" / f"{name}.pt"
+        )
+    assert [m["epoch"] for m in read_metrics(out)] == [1, 2, 3]
+    assert not list((out / "checkpoints").glob(".*.tmp"))  # a killed write's leftovers: gone
+
+
+def test_divergence_stops_the_language_model_with_one_line(uninterrupted, tmp_path, capsys):
+    data, _, _ = uninterrupted
+    out = tmp_path / "run"
+    assert main(lm_args(data, "--out", str(out), "lr=1e6", "clip=1e9", "init_scale=5")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "diverged" in err[0] and "try a lower lr" in err[0], err
+    assert not (out / "results.json").exists()
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        json.loads(line)  # valid JSON: no Infinity/NaN ever written
+
+
+def test_divergence_stops_classification_and_forecasting(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    args = ["classify", "train", "--out", str(tmp_path / "c"), "--quiet", "lr=1e30",
+            "clip=0", "epochs=2", "max_train=200", "hidden_size=8", "threads=1",
+            "tensorboard=false"]  # fmt: skip
+    assert main(args) == 2
+    assert "diverged" in capsys.readouterr().err
+    args = ["forecast", "train", "--data", "synthetic", "--out", str(tmp_path / "f"), "--quiet",
+            "lr=1e30", "clip=0", "epochs=2", "hidden_size=8", "threads=1", "plot=false",
+            "tensorboard=false"]  # fmt: skip
+    assert main(args) == 2
+    assert "diverged" in capsys.readouterr().err
+
+
+def test_one_process_per_run_directory(uninterrupted, tmp_path, capsys):
+    data, _, _ = uninterrupted
+    out = tmp_path / "run"
+    assert main(lm_args(data, "--out", str(out), "epochs=1")) == 0
+    holder = RunDir.open(out)
+    holder.lock()  # another process training here
+    try:
+        assert main(["lm", "train", "--resume", str(out), "epochs=2", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"{out}: in use by process {os.getpid()}" in err
+        assert [m["epoch"] for m in read_metrics(out)] == [1]  # nothing touched
+    finally:
+        holder.unlock()
+    assert main(["lm", "train", "--resume", str(out), "epochs=2", "--quiet"]) == 0
+
+
+def test_resume_of_a_run_stopped_in_its_first_epoch_starts_it_over(uninterrupted, tmp_path):
+    data, want, _ = uninterrupted
+    out = tmp_path / "run"
+    killed = run_cli(lm_args(data, "--out", str(out)), UNROLL_FAULT="before-last@1")
+    assert killed.returncode == -9
+    assert not (out / "checkpoints" / "last.pt").exists()
+    # neither a dead end for --resume nor for eval's message
+    with pytest.raises(UserError, match="no checkpoints/best.pt"):
+        find_checkpoint(out, "best")
+    assert main(["lm", "train", "--resume", str(out), "--quiet"]) == 0
+    got = json.loads((out / "results.json").read_text())
+    assert got["test_ppl"] == want["test_ppl"]
+
+
+def test_a_checkpoint_from_another_run_is_refused(uninterrupted, tmp_path, capsys):
+    data, _, straight = uninterrupted
+    out = tmp_path / "run"
+    assert main(lm_args(data, "--out", str(out), "epochs=1")) == 0
+    (out / "checkpoints" / "last.pt").write_bytes(
+        (straight / "checkpoints" / "last.pt").read_bytes()
+    )
+    assert main(["lm", "train", "--resume", str(out), "--quiet"]) == 2
+    assert "belongs to another run" in capsys.readouterr().err
+
+
+def test_resume_with_a_recipe_of_another_kind(uninterrupted, tmp_path, capsys):
+    data, _, straight = uninterrupted
+    assert main(["classify", "train", "--resume", str(straight)]) == 2
+    err = capsys.readouterr().err
+    assert "is a 'unroll.lm' checkpoint, expected 'unroll.classifier'" in err
