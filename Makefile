@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 # and set-up keeps any torch that is already there.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-slow lint format bench venv clean
+.PHONY: demo test test-slow test-gpu lint format bench venv clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: venv
 
 test-slow: venv
 	$(PY) -m pytest -q -m slow
+
+# On a GPU machine (its own python3 with a CUDA torch): the suite, the benchmarks and
+# ptb-medium to the end, all under OUT (see benchmarks/gpu_check.sh).
+test-gpu:
+	bash benchmarks/gpu_check.sh $${OUT:-gpu-check}
 
 lint: venv
 	$(VENV)/bin/ruff check unroll tests benchmarks
