@@ -57,3 +57,35 @@ def test_config_from_dict_rejects_unknown_keys():
     assert config_from_dict(Cfg, {"layers": 4}).layers == 4
     with pytest.raises(UserError, match="unknown config keys"):
         config_from_dict(Cfg, {"layers": 4, "bogus": 1})
+
+
+def test_config_files_json_and_toml(tmp_path):
+    from unroll.recipes.lm import RECIPE
+
+    (tmp_path / "c.json").write_text('{"hidden_size": 33, "learning_rate": 0.5, "kind": "x"}')
+    (tmp_path / "c.toml").write_text('hidden_size = 34\nlevel = "char"\n')
+    a = RECIPE.make_config(None, tmp_path / "c.json", ["seed=4"])
+    assert (a.hidden_size, a.lr, a.seed, a.name) == (33, 0.5, 4, "demo")  # demo preset first
+    b = RECIPE.make_config("ptb-small", tmp_path / "c.toml", {})
+    assert (b.hidden_size, b.level, b.data) == (34, "char", "ptb")
+    (tmp_path / "bad.toml").write_text("hidden_size = \n")
+    with pytest.raises(UserError, match="bad.toml: not valid TOML"):
+        RECIPE.make_config(None, tmp_path / "bad.toml")
+    (tmp_path / "bad.json").write_text('{"hidden_size": "many"}')
+    with pytest.raises(UserError, match="hidden_size='many': expected an integer"):
+        RECIPE.make_config(None, tmp_path / "bad.json")
+    with pytest.raises(UserError, match="nope.json: cannot read"):
+        RECIPE.make_config(None, tmp_path / "nope.json")
+
+
+def test_typed_values_from_files_are_checked():
+    @dataclass
+    class T:
+        n: int = 1
+        x: float = 0.5
+        flag: bool = False
+
+    assert apply_overrides(T(), {"n": 3, "x": 2, "flag": True}) == T(3, 2.0, True)
+    for bad, match in (({"n": 1.5}, "expected an integer"), ({"flag": 1}, "expected a boolean")):
+        with pytest.raises(UserError, match=match):
+            apply_overrides(T(), bad)

@@ -162,3 +162,20 @@ def test_resume_with_a_recipe_of_another_kind(uninterrupted, tmp_path, capsys):
     assert main(["classify", "train", "--resume", str(straight)]) == 2
     err = capsys.readouterr().err
     assert "is a 'unroll.lm' checkpoint, expected 'unroll.classifier'" in err
+
+
+def test_resume_rewrites_config_and_drops_redone_epochs_from_tensorboard(uninterrupted, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data, _, _ = uninterrupted
+    out = tmp_path / "run"
+    args = [a for a in lm_args(data, "--out", str(out)) if a != "tensorboard=false"]
+    killed = run_cli(args, UNROLL_FAULT="before-last@2")  # epoch 2 logged, not saved
+    assert killed.returncode == -9
+    assert main(["lm", "train", "--resume", str(out), "--quiet", "epochs=4"]) == 0
+    assert json.loads((out / "config.json").read_text())["epochs"] == 4  # not stale
+    events = EventAccumulator(str(out / "tb"))
+    events.Reload()
+    steps = [e.step for e in events.Scalars("valid_ppl")]
+    assert steps == [1, 2, 3, 4]  # epoch 2 once: the killed run's line was purged

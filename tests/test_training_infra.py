@@ -128,6 +128,9 @@ def test_resolve_device():
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(UserError, match="--device"):
         resolve_device("tpu")
+    if not torch.backends.mps.is_available():  # the other accelerators PyTorch knows
+        with pytest.raises(UserError, match="--device mps: mps is not available"):
+            resolve_device("mps")
 
 
 @dataclass
