@@ -1,9 +1,13 @@
-"""Drop-in for torch.nn: the layers take torch's arguments, in torch's order, with its names.
+"""Drop-in for torch.nn: the layers take torch's arguments and compile like torch's.
 
-Each case is checked against the torch.nn module with copied weights.
+Each case is checked against an independent reference: the torch.nn module with copied
+weights, or the eager run of the same layer (torch.compile).
 """
 
 import inspect
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -103,3 +107,126 @@ def test_proj_size_checks():
         unroll.LSTM(C, H, proj_size=-1)
     with pytest.raises(TypeError):
         unroll.GRU(C, H, proj_size=P)  # LSTM only, as in torch
+
+
+# --- torch.compile ---------------------------------------------------------------------------
+class Net(torch.nn.Module):
+    """A layer and a linear head, the layer's input a graph input (where the torch-kernel
+    LSTM's CPU lowering failed)."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.rnn = layer
+        D = 2 if layer.bidirectional else 1
+        self.out = torch.nn.Linear(D * (layer.proj_size or layer.hidden_size), 1)
+
+    def forward(self, x, hx):
+        y, hn = self.rnn(x, hx)
+        h = hn[0] if isinstance(hn, tuple) else hn
+        return self.out(y).sum() + h.square().sum()
+
+
+def compiled_matches_eager(layer, **compile_kw):
+    torch.manual_seed(0)
+    net = Net(layer)
+    x, hx = torch.randn(T, B, C), hx_for(layer)
+
+    def loss_and_grads(f):
+        net.zero_grad()
+        loss = f(x, hx)
+        loss.backward()
+        return [loss.detach()] + [p.grad.clone() for p in net.parameters()]
+
+    want = loss_and_grads(net)
+    torch._dynamo.reset()
+    got = loss_and_grads(torch.compile(net, **compile_kw))
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(
+    "case,impl",
+    [
+        ("LSTM", "auto"),  # was: "expected all tensors_saved_with_vc_check to be Tensors"
+        ("LSTM", "fused"),
+        ("LSTM-proj", "auto"),
+        ("LSTM-peephole-proj", "auto"),  # the reference loop
+        ("GRU", "auto"),
+    ],
+)
+def test_compile_matches_eager(case, impl):
+    """Forward and every gradient, as torch.compile(model) is used (graph breaks allowed)."""
+    ours_cls, _, kw, own = CASES[case]
+    layer = ours_cls(C, H, num_layers=2, **kw, **own, impl=impl)
+    compiled_matches_eager(layer, backend="aot_eager")
+
+
+@pytest.mark.slow
+def test_compile_with_inductor_runs_the_default_lstm():
+    """The default (torch-kernel) LSTM under the default backend: traced, its CPU lowering
+    failed ("expected Tensor() for op: torch.ops.aten.mkldnn_rnn_layer") — it runs eagerly."""
+    compiled_matches_eager(unroll.LSTM(C, H, 2))
+
+
+@pytest.mark.parametrize(
+    "case,impl",
+    [
+        ("LSTM-peephole", "auto"),
+        ("LSTM", "fused"),
+        ("LSTM-coupled", "reference"),
+        ("GRU", "auto"),
+        ("RNN_RELU", "reference"),
+    ],
+)
+def test_compile_fullgraph(case, impl):
+    """No graph break: the fused LSTM (custom ops in an autograd Function), GRU/RNN's torch
+    kernels and the reference loop are traced whole."""
+    ours_cls, _, kw, own = CASES[case]
+    compiled_matches_eager(
+        ours_cls(C, H, **kw, **own, impl=impl), backend="aot_eager", fullgraph=True
+    )
+
+
+def test_compile_fullgraph_fused_lstm_at_onednn_sizes():
+    """From H = 512 on the fused LSTM packs its recurrent weight for oneDNN behind a cached
+    probe; under torch.compile it leaves GEMMs to the compiler, so nothing breaks the graph."""
+    compiled_matches_eager(unroll.LSTM(C, 512, impl="fused"), backend="aot_eager", fullgraph=True)
+
+
+def test_building_a_fused_lstm_loads_its_loops(monkeypatch):
+    """The compiled CPU loops are loaded when a layer that will run them is built (or moved),
+    not at its first forward, which torch.compile may be tracing (see the next test)."""
+    from unroll.nn import layers
+
+    calls = []
+    monkeypatch.setattr(layers, "time_loops", lambda *a: calls.append(a))
+    unroll.LSTM(C, H, peephole=True)
+    assert calls == [(torch.device("cpu"), torch.float32)]
+    calls.clear()
+    unroll.LSTM(C, H, peephole=True, device="meta").to_empty(device="cpu").double()
+    assert (torch.device("cpu"), torch.float64) in calls
+    calls.clear()
+    unroll.LSTM(C, H)  # torch's kernel: nothing to load
+    unroll.LSTM(C, H, peephole=True, impl="reference")
+    assert calls == []
+
+
+@pytest.mark.slow
+def test_compile_fullgraph_in_a_fresh_process():
+    """The first fused LSTM of a process: the compiled CPU loops are loaded when the layer is
+    built, so torch.compile never traces their build (a lock, a hash, a compiler run)."""
+    code = (
+        "import torch, unroll\n"
+        "lstm = unroll.LSTM(3, 5, peephole=True)\n"
+        "x = torch.randn(4, 2, 3)\n"
+        "y = torch.compile(lstm, backend='aot_eager', fullgraph=True)(x)[0]\n"
+        "torch.testing.assert_close(y, lstm(x)[0])\n"
+        "from unroll.nn.kernels import lstm_cpu\n"
+        "print('compiled loops:', lstm_cpu.loops() is not None)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "compiled loops:" in out.stdout

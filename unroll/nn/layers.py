@@ -33,6 +33,14 @@ are zero; the reverse direction starts at each sequence's own last step; the fin
 state after each sequence's last valid step.
 
 ``layer.implementation`` says what actually runs ("torch", "fused" or "reference").
+
+Compiling (`tests/test_compat.py` holds it to eager numbers):
+  torch.compile  every implementation runs. The LSTM's `torch._VF` call is left to eager (a
+                 graph break, which is how `torch.nn.LSTM` itself runs under torch.compile:
+                 dynamo does not trace it, and on CPU its lowering fails when the weights need
+                 gradients). GRU/RNN's, the fused LSTM (custom ops, compiled loops loaded when
+                 the layer is built) and the reference are traced, with ``fullgraph=True`` too.
+
 CUDA-graph capture: the fixed-length forward (no lengths, no PackedSequence) does no host sync
 and no value-dependent Python branching, and allocates no parameters; variable lengths read
 the lengths on the host (as `pack_padded_sequence` does). Weights are read with getattr, so a
@@ -54,7 +62,7 @@ from unroll.nn.cells.base import check_cell_state, check_like, hx_or_state
 from unroll.nn.cells.gru import gru_step
 from unroll.nn.cells.lstm import lstm_step, variant_repr
 from unroll.nn.cells.rnn import NONLINEARITIES, rnn_step
-from unroll.nn.kernels.lstm_fused import lstm_sequence
+from unroll.nn.kernels.lstm_fused import lstm_sequence, time_loops
 
 IMPLS = ("auto", "reference", "fused")
 Lengths = Tensor | Sequence[int]
@@ -195,6 +203,10 @@ class _RNNBase(nn.Module):
     def _has_fused_kernel(self) -> bool:
         return False
 
+    def _prepare_kernels(self) -> None:
+        """Hook: load what the implementation needs before the first forward (LSTM: the
+        compiled CPU loops, so that torch.compile never traces their build)."""
+
     # --- parameters per layer/direction -------------------------------------------------------
     def _get(self, name: str, k: int) -> Tensor | None:
         """Parameter ``name`` of layer/direction k, or None. getattr, not _parameters: a
@@ -239,6 +251,7 @@ class _RNNBase(nn.Module):
     def _apply(self, fn, recurse=True):
         out = super()._apply(fn, recurse)
         self.flatten_parameters()
+        self._prepare_kernels()  # e.g. moved from meta/cuda to the CPU
         return out
 
     def _torch_flat_weights(self) -> list[Tensor]:
@@ -571,6 +584,7 @@ class LSTM(_RNNBase):
         fb[hidden_size : 2 * hidden_size] = self.forget_bias
         self.register_buffer("_forget_bias_rows", fb, persistent=False)
         self.reset_parameters()
+        self._prepare_kernels()
 
     def _extra_parameters(self) -> dict[str, tuple[int, ...]]:
         H, shapes = self.hidden_size, {}
@@ -595,6 +609,14 @@ class LSTM(_RNNBase):
         # The kernel's time loops recur on o ⊙ tanh(c) itself; a projection would need others.
         return not self.proj_size
 
+    def _prepare_kernels(self) -> None:
+        # The compiled CPU loops are built (or loaded from the cache) here, eagerly: built on
+        # first use inside a forward that torch.compile traces, the build (a lock, hashing,
+        # a compiler run) would be traced too, and fail with fullgraph=True.
+        if self.implementation == "fused":
+            w = self.weight_ih_l0
+            time_loops(w.device, w.dtype)
+
     def _peepholes(self, k: int) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         return tuple(self._get(n, k) for n in ("weight_ci", "weight_cf", "weight_co"))
 
@@ -617,6 +639,13 @@ class LSTM(_RNNBase):
             hx = self._zeros_state(x, B)
         args = (x, batch_sizes, hx, flat, has_bias, self.num_layers, self.dropout, self.training)
         args += (self.bidirectional, batch_first)
+        if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+            # Left to eager, as torch.nn.LSTM is under torch.compile (dynamo does not trace
+            # torch's RNN modules): traced, the CPU lowering of this op (mkldnn_rnn_layer)
+            # fails when the weights need gradients (torch 2.13). torch.export traces it fine.
+            return torch.compiler.disable(_vf_lstm, reason="torch's LSTM kernel runs eagerly")(
+                *args
+            )
         if self.forget_bias and x.is_cuda:
             # The folded bias is a fresh tensor, so cuDNN compacts the weights on each call and
             # says so: the (small) price of an unstored forget_bias.
