@@ -1,18 +1,22 @@
-"""Drop-in for torch.nn: the layers take torch's arguments and compile like torch's.
+"""Drop-in for torch.nn: the layers take torch's arguments, compile and export like torch's.
 
 Each case is checked against an independent reference: the torch.nn module with copied
-weights, or the eager run of the same layer (torch.compile).
+weights, the eager run of the same layer (torch.compile), or onnxruntime on the exported file
+(export). The ONNX tests need the ``onnx`` extra (onnx, onnxruntime, onnxscript).
 """
 
 import inspect
+import io
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
 
 import unroll
+from unroll.nn.layers import exporting
 
 T, B, C, H, P = 4, 2, 3, 5, 2
 
@@ -230,3 +234,112 @@ def test_compile_fullgraph_in_a_fresh_process():
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "compiled loops:" in out.stdout
+
+
+# --- export ------------------------------------------------------------------------------------
+def test_exporting_is_false_in_eager_and_compiled_code():
+    assert not exporting()
+    seen = []
+
+    def f(x):
+        seen.append(exporting())
+        return x * 2
+
+    torch._dynamo.reset()
+    torch.compile(f, backend="eager")(torch.randn(2))
+    assert seen == [False]
+
+
+def export_and_run(layer, exporter, dynamic_T=False):
+    """Export ``layer`` with onnx, run the file in onnxruntime on new inputs (another T when
+    dynamic_T), and return (onnx outputs, eager outputs, op types in the graph)."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    if exporter == "dynamo":
+        pytest.importorskip("onnxscript")
+    layer.eval()
+    lstm = isinstance(layer, unroll.LSTM)
+    names = ["input", "h0", "c0"] if lstm else ["input", "h0"]
+    kw = {"input_names": names}
+    if dynamic_T:
+        kw["dynamic_axes"] = {"input": {0: "T"}}
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        # the exporters' own notices (deprecations, "not a leaf", ...) are not ours to judge
+        warnings.filterwarnings("ignore", module="torch|onnx|onnxscript")
+        torch.onnx.export(
+            layer,
+            (torch.randn(T, B, C), hx_for(layer, seed=7)),
+            buf,
+            dynamo=exporter == "dynamo",
+            **kw,
+        )
+    model = onnx.load_from_string(buf.getvalue())
+    session = ort.InferenceSession(buf.getvalue())
+    x = torch.randn(T + 3 if dynamic_T else T, B, C)  # new values: nothing may be baked in
+    hx = hx_for(layer, seed=3)
+    feeds = [x, *hx] if lstm else [x, hx]
+    got = session.run(None, {i.name: v.numpy() for i, v in zip(session.get_inputs(), feeds)})
+    with torch.no_grad():
+        want = flat(layer(x, hx))
+    return [torch.from_numpy(g) for g in got], want, {n.op_type for n in model.graph.node}
+
+
+ONNX_CASES = [
+    ("LSTM", "fused"),  # was: the dynamo exporter failed, the TorchScript one baked constants
+    ("LSTM-peephole", "auto"),  # the fused kernel by default: the same
+    ("LSTM-coupled", "fused"),
+    ("LSTM-proj", "auto"),  # torch.nn.LSTM(proj_size) does not export at all
+    ("LSTM-peephole-proj", "auto"),
+    ("GRU", "auto"),
+    ("RNN_RELU", "reference"),
+]
+DYNAMO_CASES = {("LSTM", "fused"), ("LSTM-peephole", "auto"), ("LSTM-proj", "auto")}  # ~2 s each
+
+
+@pytest.mark.parametrize(
+    "case,impl,exporter",
+    [(*c, "torchscript") for c in ONNX_CASES] + [(*c, "dynamo") for c in sorted(DYNAMO_CASES)],
+)
+def test_onnx_export_runs_in_onnxruntime(case, impl, exporter):
+    ours_cls, _, kw, own = CASES[case]
+    torch.manual_seed(0)
+    layer = ours_cls(C, H, num_layers=2, bidirectional=True, **kw, **own, impl=impl)
+    reference_loop = impl == "reference" or own or kw.get("proj_size")
+    ctx = pytest.warns(UserWarning, match=f"unrolled over the example input's T = {T}")
+    if not (reference_loop and exporter == "torchscript"):
+        ctx = warnings.catch_warnings()
+    with ctx:
+        got, want, ops = export_and_run(layer, exporter)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    if case in ("LSTM", "GRU"):  # a standard cell becomes the ONNX op, whatever impl runs eagerly
+        assert case in ops
+
+
+@pytest.mark.parametrize("impl", ["auto", "fused"])
+def test_onnx_export_of_a_standard_lstm_takes_any_length(impl):
+    """The standard LSTM exports as the ONNX LSTM op, so a dynamic T axis works; the fused
+    kernel used to bake its outputs into the file as constants."""
+    got, want, ops = export_and_run(
+        unroll.LSTM(C, H, forget_bias=1.0, impl=impl), "torchscript", dynamic_T=True
+    )
+    assert got[0].shape[0] == T + 3
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert "LSTM" in ops
+
+
+def test_trace_and_torch_export_record_portable_ops():
+    """jit.trace and torch.export see the reference ops for a variant (no custom op), and the
+    traced module reproduces eager numbers on new inputs."""
+    lstm = unroll.LSTM(C, H, peephole=True)
+    x = torch.randn(T, B, C)
+    with pytest.warns(UserWarning, match="unrolled"):
+        traced = torch.jit.trace(lstm, (x,))
+    assert "unroll_lstm_cpu" not in str(traced.inlined_graph)
+    x2 = torch.randn(T, B, C)
+    torch.testing.assert_close(traced(x2)[0], lstm(x2)[0])
+    program = torch.export.export(lstm, (x,))
+    assert "unroll_lstm_cpu" not in str(program.graph)
+    torch.testing.assert_close(program.module()(x2)[0], lstm(x2)[0])

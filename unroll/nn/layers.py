@@ -34,12 +34,18 @@ state after each sequence's last valid step.
 
 ``layer.implementation`` says what actually runs ("torch", "fused" or "reference").
 
-Compiling (`tests/test_compat.py` holds it to eager numbers):
+Tracing and compiling (`tests/test_compat.py` holds each to eager numbers):
   torch.compile  every implementation runs. The LSTM's `torch._VF` call is left to eager (a
                  graph break, which is how `torch.nn.LSTM` itself runs under torch.compile:
                  dynamo does not trace it, and on CPU its lowering fails when the weights need
                  gradients). GRU/RNN's, the fused LSTM (custom ops, compiled loops loaded when
                  the layer is built) and the reference are traced, with ``fullgraph=True`` too.
+  export         torch.onnx.export (either exporter), torch.jit.trace and torch.export get
+                 portable ops: the fused LSTM exports as torch's LSTM (an ONNX LSTM node) when
+                 the cell is standard, else as the reference loop, unrolled over the T of the
+                 example input (so a variant's export has a fixed sequence length; a trace
+                 warns, torch.export refuses a dynamic T). An LSTM with proj_size goes to ONNX
+                 as the reference loop too: torch's op has no ONNX form with a projection.
 
 CUDA-graph capture: the fixed-length forward (no lengths, no PackedSequence) does no host sync
 and no value-dependent Python branching, and allocates no parameters; variable lengths read
@@ -66,6 +72,13 @@ from unroll.nn.kernels.lstm_fused import lstm_sequence, time_loops
 
 IMPLS = ("auto", "reference", "fused")
 Lengths = Tensor | Sequence[int]
+
+
+def exporting() -> bool:
+    """True while torch.jit.trace, torch.onnx.export (either exporter) or torch.export records
+    the forward: then only ops with a portable form may run (no custom ops or autograd
+    Functions, which the TorchScript exporter would bake in as constants)."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
 class _RNNBase(nn.Module):
@@ -180,7 +193,8 @@ class _RNNBase(nn.Module):
 
     # --- the implementation switch ------------------------------------------------------------
     def _uses_torch_kernel(self) -> bool:
-        """True when the math is exactly PyTorch's cell, so `torch._VF` can run it."""
+        """True when the math is exactly PyTorch's cell, so `torch._VF` can run it (and, in an
+        export, when torch's op has an exported form)."""
         return True
 
     @property
@@ -188,12 +202,12 @@ class _RNNBase(nn.Module):
         """What runs: "torch" (`torch._VF` fused kernels), "fused" (unroll's) or "reference".
 
         The one place that turns ``impl`` into an implementation. Where the fused kernel cannot
-        run (no such kernel, or a projection), "fused" and "auto" fall back to torch's kernel if
-        the math is torch's, else to the reference.
+        run (no such kernel, a projection, or an export in progress: see `exporting`), "fused"
+        and "auto" fall back to torch's kernel if the math is torch's, else to the reference.
         """
         if self.impl == "reference":
             return "reference"
-        fused = self._has_fused_kernel()
+        fused = self._has_fused_kernel() and not exporting()
         if self.impl == "fused" and fused:
             return "fused"
         if self._uses_torch_kernel():
@@ -444,6 +458,14 @@ class _RNNBase(nn.Module):
         T, B = x.shape[0], x.shape[1]
         hx = self._zeros_state(x, B) if hx is None else hx
         D = self.num_directions
+        if impl == "reference" and torch.jit.is_tracing():
+            # A trace records the loop below step by step and nothing says so; torch.export
+            # (which specializes T too) fails loudly instead when T is declared dynamic.
+            warnings.warn(
+                f"{type(self).__name__}: traced as the reference loop, unrolled over the example "
+                f"input's T = {T} steps: the traced/exported graph takes that length only",
+                stacklevel=2,
+            )
         valid = rev_index = None
         if lengths is not None:
             lengths = lengths.to(x.device)
@@ -603,7 +625,11 @@ class LSTM(_RNNBase):
         return super().extra_repr() + variant_repr(self.forget_bias, self.peephole, self.coupled)
 
     def _uses_torch_kernel(self) -> bool:
-        return not (self.peephole or self.coupled)
+        if self.peephole or self.coupled:
+            return False
+        # torch's LSTM op with a projection has no ONNX form (TorchScript exporter: "not
+        # supported"; dynamo exporter: a wrong initial_c shape, torch 2.13): export the loop.
+        return not (self.proj_size and exporting() and torch.onnx.is_in_onnx_export())
 
     def _has_fused_kernel(self) -> bool:
         # The kernel's time loops recur on o ⊙ tanh(c) itself; a projection would need others.
