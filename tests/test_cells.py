@@ -266,3 +266,24 @@ def test_cell_errors():
         GRUCell(3, 4)(torch.randn(2, 3), torch.randn(3, 4))
     with pytest.raises(ValueError, match="nonlinearity"):
         RNNCell(3, 4, nonlinearity="sigmoid")
+
+
+def test_cells_take_torch_argument_names():
+    """``cell(input=x, hx=state)`` as torch.nn's cells; ``state=`` stays an alias of hx."""
+    torch.manual_seed(0)
+    x = torch.randn(5, 3, dtype=D)
+    for ours, theirs, hx in (
+        (
+            LSTMCell(3, 4, dtype=D),
+            torch.nn.LSTMCell(3, 4, dtype=D),
+            tuple(torch.randn(2, 5, 4, dtype=D)),
+        ),
+        (GRUCell(3, 4, dtype=D), torch.nn.GRUCell(3, 4, dtype=D), torch.randn(5, 4, dtype=D)),
+        (RNNCell(3, 4, dtype=D), torch.nn.RNNCell(3, 4, dtype=D), torch.randn(5, 4, dtype=D)),
+    ):
+        theirs.load_state_dict(ours.state_dict())
+        want = theirs(input=x, hx=hx)
+        for got in (ours(input=x, hx=hx), ours(x, state=hx)):
+            torch.testing.assert_close(got, want)
+        with pytest.raises(ValueError, match="both hx and state"):
+            ours(x, hx, state=hx)

@@ -84,11 +84,11 @@ def make_x(batch_first=False, seed=0):
 
 
 def make_state(kind, cfg, seed=2):
+    """(h_0,) or the LSTM's (h_0, c_0); h_0 has proj_size units when cfg projects."""
     g = torch.Generator().manual_seed(seed)
     n = cfg.get("num_layers", 1) * (2 if cfg.get("bidirectional") else 1)
-    return tuple(
-        torch.randn(n, B, H, generator=g, dtype=D) for _ in range(2 if kind == "LSTM" else 1)
-    )
+    sizes = (cfg.get("proj_size") or H, H) if kind == "LSTM" else (H,)
+    return tuple(torch.randn(n, B, size, generator=g, dtype=D) for size in sizes)
 
 
 @pytest.mark.parametrize("mode", ["padded", "lengths", "packed"])
@@ -108,6 +108,61 @@ def test_matches_torch(kind, cfg, given_state, mode):
         ours = ours_cls(C, H, **extra, **cfg, impl=impl, dtype=D)
         ours.load_state_dict(theirs.state_dict())
         assert_same(run(ours, x, state, mode), want)
+
+
+PROJ_CONFIGS = [
+    {"proj_size": 2},
+    {"proj_size": 2, "num_layers": 2, "bidirectional": True, "batch_first": True},
+    {"proj_size": 1, "num_layers": 2, "bias": False},
+]
+
+
+@pytest.mark.parametrize("mode", ["padded", "lengths", "packed"])
+@pytest.mark.parametrize("given_state", [False, True])
+@pytest.mark.parametrize(
+    "cfg", PROJ_CONFIGS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items())
+)
+def test_lstm_projection_matches_torch(cfg, given_state, mode):
+    """proj_size (LSTMP): torch's kernel and the reference loop; "fused" runs torch's kernel."""
+    torch.manual_seed(0)
+    theirs = torch.nn.LSTM(C, H, **cfg, dtype=D)
+    x, state = (
+        make_x(cfg.get("batch_first", False)),
+        make_state("LSTM", cfg) if given_state else None,
+    )
+    want = run(theirs, x, state, mode)
+    for impl, runs in (("reference", "reference"), ("auto", "torch"), ("fused", "torch")):
+        ours = unroll.LSTM(C, H, **cfg, impl=impl, dtype=D)
+        assert ours.implementation == runs
+        ours.load_state_dict(theirs.state_dict())
+        assert_same(run(ours, x, state, mode), want)
+
+
+def test_lstm_variants_with_projection():
+    """A variant with a projection runs the reference loop (the fused kernel has no
+    projection). Peepholes at zero are the standard cell, so torch.nn.LSTM checks the
+    projection's wiring; forget_bias is checked against torch's kernel with the bias folded."""
+    torch.manual_seed(0)
+    cfg = {"num_layers": 2, "bidirectional": True, "proj_size": 2}
+    theirs = torch.nn.LSTM(C, H, **cfg, dtype=D)
+    x, state = make_x(), make_state("LSTM", cfg)
+    for impl in ("auto", "fused"):
+        peep = unroll.LSTM(C, H, **cfg, peephole=True, impl=impl, dtype=D)
+        assert peep.implementation == "reference"
+        assert peep.weight_hr_l1_reverse.shape == (2, H)
+        peep.load_state_dict(theirs.state_dict(), strict=False)
+        with torch.no_grad():
+            for name, p in peep.named_parameters():
+                if name.startswith(("weight_ci", "weight_cf", "weight_co")):
+                    p.zero_()
+        got = run(peep, x, state, "lengths")
+        got = {k: v for k, v in got.items() if not k.startswith("d_weight_c")}
+        assert_same(got, run(theirs, x, state, "packed"))
+    ref = unroll.LSTM(C, H, **cfg, forget_bias=0.75, impl="reference", dtype=D)
+    auto = unroll.LSTM(C, H, **cfg, forget_bias=0.75, dtype=D)
+    assert auto.implementation == "torch"
+    auto.load_state_dict(ref.state_dict())
+    assert_same(run(auto, x, state, "lengths"), run(ref, x, state, "lengths"))
 
 
 VARIANTS = {

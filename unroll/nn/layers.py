@@ -1,24 +1,31 @@
 """Recurrent layers: a cell run over time, stacked and optionally bidirectional.
 
-`LSTM`, `GRU` and `RNN` take `torch.nn.LSTM`/`GRU`/`RNN`'s arguments and call convention and use
-their parameter names (``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``,
-``_reverse`` for the backward direction) and gate order, so a standard layer's `state_dict`
-loads into the torch module and back. Every layer runs one of three implementations, chosen in
-one place, `_RNNBase.implementation`:
+`LSTM`, `GRU` and `RNN` are drop-in for `torch.nn.LSTM`/`GRU`/`RNN`: the same constructor
+arguments in the same positions (LSTM's ``proj_size`` too), the same call ``layer(input, hx)``,
+the same parameter names (``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``,
+``bias_hh_l{k}``, ``weight_hr_l{k}``, ``_reverse`` for the backward direction) and gate order,
+so a standard layer's `state_dict` loads into the torch module and back. unroll's own options
+(LSTM variants, ``impl``) are keyword-only; ``state=`` is an alias of ``hx`` kept for older
+callers. Every layer runs one of three implementations, chosen in one place,
+`_RNNBase.implementation`:
 
   reference  a Python loop over time calling the cell's step function (`unroll.nn.cells`), with the
              input projection for all T steps done as one GEMM. The specification.
-  fused      LSTM: the hand-written sequence kernel `unroll.nn.kernels.lstm_fused` (all variants).
+  fused      LSTM: the hand-written sequence kernel `unroll.nn.kernels.lstm_fused` (all variants,
+             no projection: with ``proj_size`` it runs as auto, because the kernel's time loops
+             recur on the unprojected h).
              GRU/RNN: PyTorch's fused kernels (there are no GRU/RNN variants to fuse).
   auto       PyTorch's fused kernels (`torch._VF.lstm/gru/rnn_*`: cuDNN on GPU, oneDNN/native on
-             CPU) whenever the math is identical: every GRU/RNN and the standard LSTM (a non-zero
-             forget_bias is folded into ``bias_ih`` at call time, never stored). LSTM variants
-             (peephole/coupled) use the fused kernel.
+             CPU) whenever the math is identical: every GRU/RNN and the standard LSTM, with or
+             without ``proj_size`` (a non-zero forget_bias is folded into ``bias_ih`` at call
+             time, never stored). LSTM variants (peephole/coupled) use the fused kernel, or the
+             reference with ``proj_size``.
 
 Data layout (time-major inside, as cuDNN)::
 
-    x  (T, B, C)  or (B, T, C) with batch_first      y  (T, B, D·H)  or (B, T, D·H)
-    state: h_n (L·D, B, H) [and c_n (L·D, B, H) for LSTM], index k = layer·D + direction
+    x  (T, B, C)  or (B, T, C) with batch_first      y  (T, B, D·R)  or (B, T, D·R)
+    hx: h (L·D, B, R) [and c (L·D, B, H) for LSTM], never batch-first, k = layer·D + direction
+    R = proj_size if set (LSTM), else H
 
 Variable lengths: pass a PackedSequence (a PackedSequence comes back) or ``lengths`` (B,) with
 padded x (any order, as enforce_sorted=False). Padded steps never change the state; outputs there
@@ -26,6 +33,20 @@ are zero; the reverse direction starts at each sequence's own last step; the fin
 state after each sequence's last valid step.
 
 ``layer.implementation`` says what actually runs ("torch", "fused" or "reference").
+
+Tracing and compiling (`tests/test_compat.py` holds each to eager numbers):
+  torch.compile  every implementation runs. The LSTM's `torch._VF` call is left to eager (a
+                 graph break, which is how `torch.nn.LSTM` itself runs under torch.compile:
+                 dynamo does not trace it, and on CPU its lowering fails when the weights need
+                 gradients). GRU/RNN's, the fused LSTM (custom ops, compiled loops loaded when
+                 the layer is built) and the reference are traced, with ``fullgraph=True`` too.
+  export         torch.onnx.export (either exporter), torch.jit.trace and torch.export get
+                 portable ops: the fused LSTM exports as torch's LSTM (an ONNX LSTM node) when
+                 the cell is standard, else as the reference loop, unrolled over the T of the
+                 example input (so a variant's export has a fixed sequence length; a trace
+                 warns, torch.export refuses a dynamic T). An LSTM with proj_size goes to ONNX
+                 as the reference loop too: torch's op has no ONNX form with a projection.
+
 CUDA-graph capture: the fixed-length forward (no lengths, no PackedSequence) does no host sync
 and no value-dependent Python branching, and allocates no parameters; variable lengths read
 the lengths on the host (as `pack_padded_sequence` does). Weights are read with getattr, so a
@@ -43,25 +64,35 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from unroll.nn.cells.base import check_cell_state, check_like
+from unroll.nn.cells.base import check_cell_state, check_like, hx_or_state
 from unroll.nn.cells.gru import gru_step
 from unroll.nn.cells.lstm import lstm_step, variant_repr
 from unroll.nn.cells.rnn import NONLINEARITIES, rnn_step
-from unroll.nn.kernels.lstm_fused import lstm_sequence
+from unroll.nn.kernels.lstm_fused import lstm_sequence, time_loops
 
 IMPLS = ("auto", "reference", "fused")
 Lengths = Tensor | Sequence[int]
 
 
+def exporting() -> bool:
+    """True while torch.jit.trace, torch.onnx.export (either exporter) or torch.export records
+    the forward: then only ops with a portable form may run (no custom ops or autograd
+    Functions, which the TorchScript exporter would bake in as constants)."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+
+
 class _RNNBase(nn.Module):
     """Parameters, validation, stacking, directions and the implementation switch.
 
-    Subclasses set `_gates` (gate blocks per weight), `_mode` (the `torch._VF` function name) and
-    implement `_reference_direction` / `_fused_direction` for one layer and direction.
+    Subclasses set `_gates` (gate blocks per weight) and `mode` (torch's name: "LSTM", "GRU",
+    "RNN_TANH", "RNN_RELU"), and implement `_torch_call` and `_step` (and the LSTM
+    `_fused_direction`) for one layer and direction. Constructor arguments are torch.nn's, in
+    torch.nn's order; ``proj_size`` is LSTM-only (0 for the others, as in torch).
     """
 
     _gates: int
     _has_cell_state = False
+    mode: str
 
     def __init__(
         self,
@@ -72,50 +103,69 @@ class _RNNBase(nn.Module):
         batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
-        impl: str = "auto",
+        proj_size: int = 0,
         device=None,
         dtype=None,
+        *,
+        impl: str = "auto",
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        for arg, value in (
-            ("input_size", input_size),
-            ("hidden_size", hidden_size),
-            ("num_layers", num_layers),
+        for arg, value, least in (
+            ("input_size", input_size, 1),
+            ("hidden_size", hidden_size, 1),
+            ("num_layers", num_layers, 1),
+            ("proj_size", proj_size, 0),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name}: expected {arg} to be a positive int, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                what = "a positive int" if least else "an int >= 0"
+                raise ValueError(f"{name}: expected {arg} to be {what}, got {value!r}")
+        if proj_size >= hidden_size:
+            raise ValueError(
+                f"{name}: expected proj_size < hidden_size ({hidden_size}), got {proj_size}"
+            )
         if not (isinstance(dropout, (int, float)) and 0.0 <= dropout <= 1.0):
             raise ValueError(f"{name}: expected dropout in [0, 1], got {dropout!r}")
         if impl not in IMPLS:
             raise ValueError(f"{name}: expected impl one of {IMPLS}, got {impl!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
-        self.bidirectional, self.impl = bidirectional, impl
+        self.bidirectional, self.proj_size, self.impl = bidirectional, proj_size, impl
         self.num_directions = 2 if bidirectional else 1
         kw = {"device": device, "dtype": dtype}
-        G = self._gates * hidden_size
+        G, R = self._gates * hidden_size, self._output_size
+        # Parameter names per layer/direction, in registration (= state_dict) order.
+        self._all_weights: list[list[str]] = []
         for layer in range(num_layers):
-            in_size = input_size if layer == 0 else hidden_size * self.num_directions
+            in_size = input_size if layer == 0 else R * self.num_directions
             for direction in range(self.num_directions):
                 sfx = self._suffix(layer, direction)
-                self.register_parameter(
-                    f"weight_ih{sfx}", nn.Parameter(torch.empty(G, in_size, **kw))
-                )
-                self.register_parameter(
-                    f"weight_hh{sfx}", nn.Parameter(torch.empty(G, hidden_size, **kw))
-                )
+                shapes = {"weight_ih": (G, in_size), "weight_hh": (G, R)}
                 if bias:
-                    self.register_parameter(f"bias_ih{sfx}", nn.Parameter(torch.empty(G, **kw)))
-                    self.register_parameter(f"bias_hh{sfx}", nn.Parameter(torch.empty(G, **kw)))
-                self._extra_parameters(sfx, kw)
+                    shapes.update(bias_ih=(G,), bias_hh=(G,))
+                shapes.update(self._extra_parameters())
+                for pname, shape in shapes.items():
+                    self.register_parameter(pname + sfx, nn.Parameter(torch.empty(shape, **kw)))
+                self._all_weights.append([pname + sfx for pname in shapes])
 
     @staticmethod
     def _suffix(layer: int, direction: int) -> str:
         return f"_l{layer}" + ("_reverse" if direction else "")
 
-    def _extra_parameters(self, sfx: str, kw: dict) -> None:
-        """Hook for variant-only parameters (LSTM peepholes)."""
+    @property
+    def _output_size(self) -> int:
+        """R: the size of h (and of each direction's output), proj_size when projecting."""
+        return self.proj_size or self.hidden_size
+
+    def _extra_parameters(self) -> dict[str, tuple[int, ...]]:
+        """Hook: shapes of the parameters after the biases, by name (LSTM: weight_hr,
+        peepholes)."""
+        return {}
+
+    @property
+    def all_weights(self) -> list[list[Tensor]]:
+        """The parameters per layer/direction in torch.nn's order (as `torch.nn.RNNBase`)."""
+        return [[getattr(self, n) for n in names] for names in self._all_weights]
 
     def reset_parameters(self) -> None:
         """Uniform(-1/√H, 1/√H) for every parameter, as PyTorch initialises its RNNs."""
@@ -125,6 +175,8 @@ class _RNNBase(nn.Module):
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:  # where torch.nn puts it
+            s += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         if not self.bias:
@@ -141,42 +193,42 @@ class _RNNBase(nn.Module):
 
     # --- the implementation switch ------------------------------------------------------------
     def _uses_torch_kernel(self) -> bool:
-        """True when the math is exactly PyTorch's cell, so `torch._VF` can run it."""
+        """True when the math is exactly PyTorch's cell, so `torch._VF` can run it (and, in an
+        export, when torch's op has an exported form)."""
         return True
 
     @property
     def implementation(self) -> str:
         """What runs: "torch" (`torch._VF` fused kernels), "fused" (unroll's) or "reference".
 
-        The one place that turns ``impl`` into an implementation.
+        The one place that turns ``impl`` into an implementation. Where the fused kernel cannot
+        run (no such kernel, a projection, or an export in progress: see `exporting`), "fused"
+        and "auto" fall back to torch's kernel if the math is torch's, else to the reference.
         """
         if self.impl == "reference":
             return "reference"
-        if self.impl == "fused":
-            return "fused" if self._has_fused_kernel() else "torch"
-        return "torch" if self._uses_torch_kernel() else "fused"
+        fused = self._has_fused_kernel() and not exporting()
+        if self.impl == "fused" and fused:
+            return "fused"
+        if self._uses_torch_kernel():
+            return "torch"
+        return "fused" if fused else "reference"
 
     def _has_fused_kernel(self) -> bool:
         return False
 
+    def _prepare_kernels(self) -> None:
+        """Hook: load what the implementation needs before the first forward (LSTM: the
+        compiled CPU loops, so that torch.compile never traces their build)."""
+
     # --- parameters per layer/direction -------------------------------------------------------
+    def _get(self, name: str, k: int) -> Tensor | None:
+        """Parameter ``name`` of layer/direction k, or None. getattr, not _parameters: a
+        parametrized weight (e.g. weight drop) is computed here."""
+        return getattr(self, name + self._suffix(*divmod(k, self.num_directions)), None)
+
     def _weights(self, k: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-        sfx = self._suffix(*divmod(k, self.num_directions))
-
-        # getattr, not _parameters: a parametrized weight (e.g. weight drop) is computed here.
-        def get(name: str) -> Tensor | None:
-            return getattr(self, name, None)
-
-        return (
-            get(f"weight_ih{sfx}"),
-            get(f"weight_hh{sfx}"),
-            get(f"bias_ih{sfx}"),
-            get(f"bias_hh{sfx}"),
-        )
-
-    @property
-    def _cudnn_mode(self) -> str:
-        return type(self).__name__  # "LSTM", "GRU"; RNN overrides with RNN_TANH/RNN_RELU
+        return tuple(self._get(n, k) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
 
     def flatten_parameters(self) -> None:
         """Lay the weights out as one contiguous cuDNN buffer, as `torch.nn.LSTM` does.
@@ -200,11 +252,11 @@ class _RNNBase(nn.Module):
             if torch._use_cudnn_rnn_flatten_weight():
                 torch._cudnn_rnn_flatten_weight(
                     flat,
-                    4 if self.bias else 2,
+                    (4 if self.bias else 2) + (1 if self.proj_size else 0),
                     self.input_size,
-                    cudnn_rnn.get_cudnn_mode(self._cudnn_mode),
+                    cudnn_rnn.get_cudnn_mode(self.mode),
                     self.hidden_size,
-                    0,  # proj_size
+                    self.proj_size,
                     self.num_layers,
                     self.batch_first,
                     self.bidirectional,
@@ -213,14 +265,17 @@ class _RNNBase(nn.Module):
     def _apply(self, fn, recurse=True):
         out = super()._apply(fn, recurse)
         self.flatten_parameters()
+        self._prepare_kernels()  # e.g. moved from meta/cuda to the CPU
         return out
 
     def _torch_flat_weights(self) -> list[Tensor]:
-        """Weights in `torch._VF`'s order: per layer, per direction: w_ih, w_hh[, b_ih, b_hh]."""
+        """Weights in `torch._VF`'s order: per layer, per direction: w_ih, w_hh[, b_ih, b_hh]
+        [, w_hr] (torch reads a projection off the count)."""
         flat = []
         for k in range(self.num_layers * self.num_directions):
             w_ih, w_hh, b_ih, b_hh = self._weights(k)
             flat += [w_ih, w_hh] + ([b_ih, b_hh] if self.bias else [])
+            flat += [self._get("weight_hr", k)] if self.proj_size else []
         return flat
 
     # --- validation ----------------------------------------------------------------------------
@@ -233,24 +288,28 @@ class _RNNBase(nn.Module):
             )
         check_like(name, "input", x, w)
 
-    def _check_state(self, state, batch: int, unbatched: bool) -> tuple[Tensor, ...] | None:
-        """Validate ``state`` and return it as a tuple of (L·D, B, H) tensors, or None."""
-        if state is None:
+    def _state_sizes(self) -> tuple[int, ...]:
+        """Last dim of each state tensor: (R,), the LSTM's (R, H) for (h, c)."""
+        return (
+            (self._output_size, self.hidden_size) if self._has_cell_state else (self.hidden_size,)
+        )
+
+    def _check_state(self, hx, batch: int, unbatched: bool) -> tuple[Tensor, ...] | None:
+        """Validate ``hx`` and return it as a tuple of (L·D, B, ·) tensors, or None."""
+        if hx is None:
             return None
         name, w = type(self).__name__, self.weight_ih_l0
-        n = 2 if self._has_cell_state else 1
-        if n == 2:
-            if not isinstance(state, (tuple, list)) or len(state) != 2:
+        if self._has_cell_state:
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise ValueError(
-                    f"{name}: expected state to be a pair (h_0, c_0) or None, "
-                    f"got {type(state).__name__}"
+                    f"{name}: expected hx to be a pair (h_0, c_0) or None, got {type(hx).__name__}"
                 )
-            parts, names = tuple(state), ("h_0", "c_0")
+            parts, names = tuple(hx), ("h_0", "c_0")
         else:
-            parts, names = (state,), ("h_0",)
+            parts, names = (hx,), ("h_0",)
         LD = self.num_layers * self.num_directions
-        shape = (LD, self.hidden_size) if unbatched else (LD, batch, self.hidden_size)
-        for s, what in zip(parts, names):
+        for s, what, size in zip(parts, names, self._state_sizes()):
+            shape = (LD, size) if unbatched else (LD, batch, size)
             check_cell_state(name, what, s, shape, w)
         return tuple(s.unsqueeze(1) for s in parts) if unbatched else parts
 
@@ -287,24 +346,31 @@ class _RNNBase(nn.Module):
         return lengths_cpu
 
     # --- forward -------------------------------------------------------------------------------
-    def forward(self, x, state=None, lengths: Lengths | None = None):
-        """Run the layer: ``y, state = layer(x, state=None, lengths=None)``.
+    # ``state`` is positional-or-keyword, not keyword-only: torch.onnx's TorchScript exporter
+    # passes every parameter with a default positionally.
+    def forward(self, input, hx=None, lengths: Lengths | None = None, state=None):
+        """Run the layer: ``y, h_n = layer(input, hx=None, lengths=None)``, as torch.nn's.
 
         Args:
-            x: (T, B, C), or (B, T, C) with batch_first, or unbatched (T, C); or a PackedSequence.
-            state: initial state, (L·D, B, H) per tensor (LSTM: a pair (h_0, c_0)); None = zeros.
-            lengths: valid steps per sequence, (B,) ints in [1, T], with padded x; None = all T.
+            input: (T, B, C), or (B, T, C) with batch_first, or unbatched (T, C); or a
+                PackedSequence.
+            hx: initial state, (L·D, B, H) per tensor, (L·D, H) unbatched (LSTM: a pair
+                (h_0, c_0), h_0 (L·D, B, P) with proj_size); None = zeros.
+            lengths: valid steps per sequence, (B,) ints in [1, T], with padded input; None =
+                all T. (unroll's; torch.nn takes a PackedSequence, which works here too.)
+            state: another name for ``hx`` (unroll's older keyword); give one of the two.
         Returns:
-            y: (T, B, D·H) (batch_first: (B, T, D·H)), zero at padded steps; a PackedSequence for
-            a PackedSequence input. state: h_n (L·D, B, H) (LSTM: (h_n, c_n)).
+            y: (T, B, D·R) (batch_first: (B, T, D·R)), zero at padded steps; a PackedSequence
+            for a PackedSequence input. h_n: (L·D, B, R) (LSTM: (h_n, c_n), c_n (L·D, B, H)).
         """
         name = type(self).__name__
+        x, hx = input, hx_or_state(name, hx, state)
         if isinstance(x, PackedSequence):
             if lengths is not None:
                 raise ValueError(
                     f"{name}: expected lengths=None with a PackedSequence (it carries its lengths)"
                 )
-            return self._forward_packed(x, state)
+            return self._forward_packed(x, hx)
         if not isinstance(x, Tensor):
             raise ValueError(
                 f"{name}: expected input to be a Tensor or PackedSequence, got {type(x).__name__}"
@@ -319,7 +385,7 @@ class _RNNBase(nn.Module):
         if unbatched:
             x = x.unsqueeze(0 if self.batch_first else 1)
         T, B = (x.shape[1], x.shape[0]) if self.batch_first else (x.shape[0], x.shape[1])
-        hx = self._check_state(state, B, unbatched)
+        hx = self._check_state(hx, B, unbatched)
         if lengths is not None:
             lengths = self._check_lengths(lengths, B, T)
 
@@ -343,7 +409,7 @@ class _RNNBase(nn.Module):
     def _pack_state(self, hn: tuple[Tensor, ...]):
         return hn if self._has_cell_state else hn[0]
 
-    def _forward_packed(self, packed: PackedSequence, state):
+    def _forward_packed(self, packed: PackedSequence, hx):
         name = type(self).__name__
         if packed.data.dim() != 2:
             raise ValueError(
@@ -352,7 +418,7 @@ class _RNNBase(nn.Module):
             )
         self._check_input(packed.data)
         B = int(packed.batch_sizes[0])
-        hx = self._check_state(state, B, False)
+        hx = self._check_state(hx, B, False)
         impl = self.implementation
         if impl == "torch":
             y, hn = self._torch_packed(packed, hx)
@@ -378,8 +444,10 @@ class _RNNBase(nn.Module):
 
     def _zeros_state(self, x: Tensor, batch: int) -> tuple[Tensor, ...]:
         LD = self.num_layers * self.num_directions
-        z = torch.zeros(LD, batch, self.hidden_size, dtype=x.dtype, device=x.device)
-        return (z, z) if self._has_cell_state else (z,)
+        return tuple(
+            torch.zeros(LD, batch, size, dtype=x.dtype, device=x.device)
+            for size in self._state_sizes()
+        )
 
     def _torch_call(self, x, batch_sizes, hx, batch_first):
         """`torch._VF.lstm/gru/rnn_*` on a padded (batch_sizes None) or packed input."""
@@ -390,6 +458,14 @@ class _RNNBase(nn.Module):
         T, B = x.shape[0], x.shape[1]
         hx = self._zeros_state(x, B) if hx is None else hx
         D = self.num_directions
+        if impl == "reference" and torch.jit.is_tracing():
+            # A trace records the loop below step by step and nothing says so; torch.export
+            # (which specializes T too) fails loudly instead when T is declared dynamic.
+            warnings.warn(
+                f"{type(self).__name__}: traced as the reference loop, unrolled over the example "
+                f"input's T = {T} steps: the traced/exported graph takes that length only",
+                stacklevel=2,
+            )
         valid = rev_index = None
         if lengths is not None:
             lengths = lengths.to(x.device)
@@ -423,7 +499,7 @@ class _RNNBase(nn.Module):
         return layer_input, hn
 
     def _reference_direction(self, x, state, k, valid, lengths):
-        """One layer/direction by the reference loop; returns y (T, B, H) and the final state."""
+        """One layer/direction by the reference loop; returns y (T, B, R) and the final state."""
         w_ih, _, b_ih, _ = self._weights(k)
         x_proj = F.linear(x, w_ih, b_ih)  # (T, B, G·H): the input projection as one GEMM
         ys = []
@@ -445,18 +521,37 @@ class _RNNBase(nn.Module):
         raise NotImplementedError
 
 
-class LSTM(_RNNBase):
-    """Multi-layer LSTM, `torch.nn.LSTM`'s interface plus variants and an implementation switch.
+def _vf_lstm(x, batch_sizes, hx, flat, has_bias, num_layers, dropout, train, bidir, batch_first):
+    """`torch._VF.lstm` on a padded (batch_sizes None) or packed input: y, (h_n, c_n)."""
+    if batch_sizes is None:
+        y, h, c = torch._VF.lstm(
+            x, hx, flat, has_bias, num_layers, dropout, train, bidir, batch_first
+        )
+    else:
+        y, h, c = torch._VF.lstm(
+            x, batch_sizes, hx, flat, has_bias, num_layers, dropout, train, bidir
+        )
+    return y, (h, c)
 
-    ``y, (h_n, c_n) = lstm(x, state=None, lengths=None)`` — see `_RNNBase.forward` and the
+
+class LSTM(_RNNBase):
+    """Multi-layer LSTM: `torch.nn.LSTM` (projections too) plus variants and an implementation
+    switch.
+
+    ``y, (h_n, c_n) = lstm(input, hx=None, lengths=None)`` — see `_RNNBase.forward` and the
     module docstring for shapes, variable lengths and the implementations.
 
     Args:
-        input_size (C), hidden_size (H), num_layers (L), bias, batch_first, bidirectional:
-            as `torch.nn.LSTM` (no proj_size).
+        input_size (C), hidden_size (H), num_layers (L), bias, batch_first, bidirectional,
+            device, dtype: as `torch.nn.LSTM`, in its positional order.
         dropout: dropout on the outputs of each layer except the last (Zaremba et al. 2014), in
             training mode only; never on the recurrent state. Dropout on the network's input
             and on the last layer's output is the caller's job (the language model does it).
+        proj_size (P): as `torch.nn.LSTM` (LSTMP, Sak et al. 2014): h_t = W_hr·(o_t ⊙ tanh(c_t)),
+            parameters ``weight_hr_l{k}`` (P, H); h and the output have P units, c keeps H.
+            Runs on torch's kernel (standard cell) or the reference (variants): the fused
+            kernel has no projection.
+    Keyword-only, unroll's own:
         forget_bias: constant added to the forget gate (TensorFlow's BasicLSTMCell), not stored.
         peephole: diagonal peepholes (Gers & Schmidhuber 2000), parameters
             ``weight_ci_l{k}``, ``weight_cf_l{k}``, ``weight_co_l{k}`` (H,) (+ ``_reverse``).
@@ -470,6 +565,7 @@ class LSTM(_RNNBase):
 
     _gates = 4
     _has_cell_state = True
+    mode = "LSTM"
 
     def __init__(
         self,
@@ -480,12 +576,14 @@ class LSTM(_RNNBase):
         batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
+        proj_size: int = 0,
+        device=None,
+        dtype=None,
+        *,
         forget_bias: float = 0.0,
         peephole: bool = False,
         coupled: bool = False,
         impl: str = "auto",
-        device=None,
-        dtype=None,
     ) -> None:
         self.forget_bias = float(forget_bias)
         self.peephole, self.coupled = bool(peephole), bool(coupled)
@@ -497,9 +595,10 @@ class LSTM(_RNNBase):
             batch_first,
             dropout,
             bidirectional,
-            impl,
+            proj_size,
             device,
             dtype,
+            impl=impl,
         )
         # forget_bias on the f rows, folded into the bias at call time (a buffer so it follows
         # .to(); not persistent, so the state_dict stays nn.LSTM's).
@@ -507,33 +606,45 @@ class LSTM(_RNNBase):
         fb[hidden_size : 2 * hidden_size] = self.forget_bias
         self.register_buffer("_forget_bias_rows", fb, persistent=False)
         self.reset_parameters()
+        self._prepare_kernels()
 
-    def _extra_parameters(self, sfx: str, kw: dict) -> None:
+    def _extra_parameters(self) -> dict[str, tuple[int, ...]]:
+        H, shapes = self.hidden_size, {}
+        if self.proj_size:  # after the biases, as torch.nn.LSTM registers it
+            shapes["weight_hr"] = (self.proj_size, H)
         if self.peephole:
             names = (
                 ("weight_cf", "weight_co")
                 if self.coupled
                 else ("weight_ci", "weight_cf", "weight_co")
             )
-            for n in names:
-                self.register_parameter(
-                    f"{n}{sfx}", nn.Parameter(torch.empty(self.hidden_size, **kw))
-                )
+            shapes.update({n: (H,) for n in names})
+        return shapes
 
     def extra_repr(self) -> str:
         return super().extra_repr() + variant_repr(self.forget_bias, self.peephole, self.coupled)
 
     def _uses_torch_kernel(self) -> bool:
-        return not (self.peephole or self.coupled)
+        if self.peephole or self.coupled:
+            return False
+        # torch's LSTM op with a projection has no ONNX form (TorchScript exporter: "not
+        # supported"; dynamo exporter: a wrong initial_c shape, torch 2.13): export the loop.
+        return not (self.proj_size and exporting() and torch.onnx.is_in_onnx_export())
 
     def _has_fused_kernel(self) -> bool:
-        return True
+        # The kernel's time loops recur on o ⊙ tanh(c) itself; a projection would need others.
+        return not self.proj_size
+
+    def _prepare_kernels(self) -> None:
+        # The compiled CPU loops are built (or loaded from the cache) here, eagerly: built on
+        # first use inside a forward that torch.compile traces, the build (a lock, hashing,
+        # a compiler run) would be traced too, and fail with fullgraph=True.
+        if self.implementation == "fused":
+            w = self.weight_ih_l0
+            time_loops(w.device, w.dtype)
 
     def _peepholes(self, k: int) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-        sfx = self._suffix(*divmod(k, self.num_directions))
-        return tuple(
-            getattr(self, f"{n}{sfx}", None) for n in ("weight_ci", "weight_cf", "weight_co")
-        )
+        return tuple(self._get(n, k) for n in ("weight_ci", "weight_cf", "weight_co"))
 
     def _torch_call(self, x, batch_sizes, hx, batch_first):
         flat, has_bias = self._torch_flat_weights(), self.bias
@@ -545,46 +656,29 @@ class LSTM(_RNNBase):
                     folded += [w_ih, w_hh, b_ih + fb, b_hh]
                 else:
                     folded += [w_ih, w_hh, fb, torch.zeros_like(fb)]
+                folded += [self._get("weight_hr", k)] if self.proj_size else []
             flat, has_bias = folded, True
         if hx is None:
             B = x.shape[0] if batch_first else x.shape[1]
             if batch_sizes is not None:
                 B = int(batch_sizes[0])
             hx = self._zeros_state(x, B)
+        args = (x, batch_sizes, hx, flat, has_bias, self.num_layers, self.dropout, self.training)
+        args += (self.bidirectional, batch_first)
+        if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+            # Left to eager, as torch.nn.LSTM is under torch.compile (dynamo does not trace
+            # torch's RNN modules): traced, the CPU lowering of this op (mkldnn_rnn_layer)
+            # fails when the weights need gradients (torch 2.13). torch.export traces it fine.
+            return torch.compiler.disable(_vf_lstm, reason="torch's LSTM kernel runs eagerly")(
+                *args
+            )
         if self.forget_bias and x.is_cuda:
             # The folded bias is a fresh tensor, so cuDNN compacts the weights on each call and
             # says so: the (small) price of an unstored forget_bias.
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", "RNN module weights are not part of single")
-                return self._torch_lstm(x, batch_sizes, hx, flat, has_bias, batch_first)
-        return self._torch_lstm(x, batch_sizes, hx, flat, has_bias, batch_first)
-
-    def _torch_lstm(self, x, batch_sizes, hx, flat, has_bias, batch_first):
-        if batch_sizes is None:
-            y, h, c = torch._VF.lstm(
-                x,
-                hx,
-                flat,
-                has_bias,
-                self.num_layers,
-                self.dropout,
-                self.training,
-                self.bidirectional,
-                batch_first,
-            )
-        else:
-            y, h, c = torch._VF.lstm(
-                x,
-                batch_sizes,
-                hx,
-                flat,
-                has_bias,
-                self.num_layers,
-                self.dropout,
-                self.training,
-                self.bidirectional,
-            )
-        return y, (h, c)
+                return _vf_lstm(*args)
+        return _vf_lstm(*args)
 
     def _step(self, x_proj, state, k):
         _, w_hh, _, b_hh = self._weights(k)
@@ -597,6 +691,7 @@ class LSTM(_RNNBase):
             *self._peepholes(k),
             self.forget_bias,
             self.coupled,
+            self._get("weight_hr", k),
         )
 
     def _fused_direction(self, x, state, k, valid, lengths):
@@ -617,16 +712,51 @@ class LSTM(_RNNBase):
         return y, (h, c)
 
 
-class GRU(_RNNBase):
+def _vf_gru_or_rnn(fn, x, batch_sizes, h, flat, bias, num_layers, dropout, train, bidir, bf):
+    """`torch._VF.gru`/`rnn_tanh`/`rnn_relu` on a padded (batch_sizes None) or packed input."""
+    if batch_sizes is None:
+        return fn(x, h, flat, bias, num_layers, dropout, train, bidir, bf)
+    return fn(x, batch_sizes, h, flat, bias, num_layers, dropout, train, bidir)
+
+
+class _HiddenStateRNN(_RNNBase):
+    """GRU and RNN: one state tensor h, run by `torch._VF` function `_vf`."""
+
+    def _vf(self):
+        raise NotImplementedError
+
+    def _torch_call(self, x, batch_sizes, hx, batch_first):
+        if hx is None:
+            B = int(batch_sizes[0]) if batch_sizes is not None else x.shape[0 if batch_first else 1]
+            hx = self._zeros_state(x, B)
+        y, h = _vf_gru_or_rnn(
+            self._vf(),
+            x,
+            batch_sizes,
+            hx[0],
+            self._torch_flat_weights(),
+            self.bias,
+            self.num_layers,
+            self.dropout,
+            self.training,
+            self.bidirectional,
+            batch_first,
+        )
+        return y, (h,)
+
+
+class GRU(_HiddenStateRNN):
     """Multi-layer GRU, `torch.nn.GRU`'s interface (equations in `unroll.nn.cells.gru`).
 
-    ``y, h_n = gru(x, state=None, lengths=None)``. Arguments as `torch.nn.GRU`; dropout only
-    between layers in training mode (never on the recurrent state; input/output dropout is the
-    caller's). impl: "auto" and "fused" run torch's fused kernel (cuDNN/oneDNN), "reference" the
-    loop over `unroll.nn.cells.gru_step` — the GRU has no variants, so the math is always PyTorch's.
+    ``y, h_n = gru(input, hx=None, lengths=None)``. Arguments as `torch.nn.GRU`, in its order;
+    dropout only between layers in training mode (never on the recurrent state; input/output
+    dropout is the caller's). impl (keyword-only): "auto" and "fused" run torch's fused kernel
+    (cuDNN/oneDNN), "reference" the loop over `unroll.nn.cells.gru_step` — the GRU has no
+    variants, so the math is always PyTorch's.
     """
 
     _gates = 3
+    mode = "GRU"
 
     def __init__(
         self,
@@ -637,9 +767,10 @@ class GRU(_RNNBase):
         batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
-        impl: str = "auto",
         device=None,
         dtype=None,
+        *,
+        impl: str = "auto",
     ) -> None:
         super().__init__(
             input_size,
@@ -649,55 +780,28 @@ class GRU(_RNNBase):
             batch_first,
             dropout,
             bidirectional,
-            impl,
+            0,  # proj_size: LSTM only
             device,
             dtype,
+            impl=impl,
         )
         self.reset_parameters()
 
-    def _torch_call(self, x, batch_sizes, hx, batch_first):
-        flat = self._torch_flat_weights()
-        if hx is None:
-            B = int(batch_sizes[0]) if batch_sizes is not None else x.shape[0 if batch_first else 1]
-            hx = self._zeros_state(x, B)
-        if batch_sizes is None:
-            y, h = torch._VF.gru(
-                x,
-                hx[0],
-                flat,
-                self.bias,
-                self.num_layers,
-                self.dropout,
-                self.training,
-                self.bidirectional,
-                batch_first,
-            )
-        else:
-            y, h = torch._VF.gru(
-                x,
-                batch_sizes,
-                hx[0],
-                flat,
-                self.bias,
-                self.num_layers,
-                self.dropout,
-                self.training,
-                self.bidirectional,
-            )
-        return y, (h,)
+    def _vf(self):
+        return torch._VF.gru
 
     def _step(self, x_proj, state, k):
         _, w_hh, _, b_hh = self._weights(k)
         return (gru_step(x_proj, state[0], w_hh, b_hh),)
 
 
-class RNN(_RNNBase):
+class RNN(_HiddenStateRNN):
     """Multi-layer Elman RNN, `torch.nn.RNN`'s interface.
 
     h_t = φ(W_ih·x_t + b_ih + W_hh·h_{t-1} + b_hh), φ = tanh or relu.
 
-    ``y, h_n = rnn(x, state=None, lengths=None)``. ``nonlinearity`` is "tanh" or "relu"; other
-    arguments and impl as `GRU`.
+    ``y, h_n = rnn(input, hx=None, lengths=None)``. ``nonlinearity`` is "tanh" or "relu" (the
+    4th positional argument, as in torch); other arguments and impl as `GRU`.
     """
 
     _gates = 1
@@ -712,9 +816,10 @@ class RNN(_RNNBase):
         batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
-        impl: str = "auto",
         device=None,
         dtype=None,
+        *,
+        impl: str = "auto",
     ) -> None:
         if nonlinearity not in NONLINEARITIES:
             raise ValueError(f"RNN: expected nonlinearity 'tanh' or 'relu', got {nonlinearity!r}")
@@ -727,9 +832,10 @@ class RNN(_RNNBase):
             batch_first,
             dropout,
             bidirectional,
-            impl,
+            0,  # proj_size: LSTM only
             device,
             dtype,
+            impl=impl,
         )
         self.reset_parameters()
 
@@ -738,40 +844,11 @@ class RNN(_RNNBase):
         return s + (f", nonlinearity={self.nonlinearity!r}" if self.nonlinearity != "tanh" else "")
 
     @property
-    def _cudnn_mode(self) -> str:
+    def mode(self) -> str:
         return "RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU"
 
-    def _torch_call(self, x, batch_sizes, hx, batch_first):
-        flat = self._torch_flat_weights()
-        fn = torch._VF.rnn_tanh if self.nonlinearity == "tanh" else torch._VF.rnn_relu
-        if hx is None:
-            B = int(batch_sizes[0]) if batch_sizes is not None else x.shape[0 if batch_first else 1]
-            hx = self._zeros_state(x, B)
-        if batch_sizes is None:
-            y, h = fn(
-                x,
-                hx[0],
-                flat,
-                self.bias,
-                self.num_layers,
-                self.dropout,
-                self.training,
-                self.bidirectional,
-                batch_first,
-            )
-        else:
-            y, h = fn(
-                x,
-                batch_sizes,
-                hx[0],
-                flat,
-                self.bias,
-                self.num_layers,
-                self.dropout,
-                self.training,
-                self.bidirectional,
-            )
-        return y, (h,)
+    def _vf(self):
+        return torch._VF.rnn_tanh if self.nonlinearity == "tanh" else torch._VF.rnn_relu
 
     def _step(self, x_proj, state, k):
         _, w_hh, _, b_hh = self._weights(k)

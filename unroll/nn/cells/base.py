@@ -21,6 +21,16 @@ def check_cell_input(name: str, x: Tensor, input_size: int, like: Tensor) -> Non
     check_like(name, "input", x, like)
 
 
+def hx_or_state(name: str, hx, state):
+    """The initial state given as ``hx`` (torch.nn's name) or ``state`` (unroll's older keyword,
+    kept as an alias so existing callers work); both at once is an error."""
+    if state is None:
+        return hx
+    if hx is not None:
+        raise ValueError(f"{name}: got both hx and state (two names for one argument)")
+    return state
+
+
 def check_like(name: str, what: str, t: Tensor, like: Tensor) -> None:
     """Raise ValueError if ``t`` differs from ``like`` (the parameters) in dtype or device."""
     if t.dtype != like.dtype:

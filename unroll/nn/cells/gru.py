@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from unroll.nn.cells.base import CellBase, check_cell_input, check_cell_state
+from unroll.nn.cells.base import CellBase, check_cell_input, check_cell_state, hx_or_state
 
 
 def gru_step(x_proj: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor | None) -> Tensor:
@@ -28,12 +28,13 @@ def gru_step(x_proj: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor | Non
 
 
 class GRUCell(CellBase):
-    """GRU cell, one time step: ``h = cell(x, state=None)`` (see the module docstring).
+    """GRU cell, one time step: ``h = cell(input, hx=None)`` (see the module docstring).
 
     Args:
         input_size: C.  hidden_size: H.  bias: if False, no ``bias_ih``/``bias_hh``.
 
-    Shapes: x (B, C) or unbatched (C,); state (B, H) or (H,), None means zeros; returns h.
+    Shapes: input (B, C) or unbatched (C,); hx (B, H) or (H,), None means zeros; returns h.
+    ``state=`` is accepted as another name for ``hx``.
     Parameter names, gate order (r, z, n) and init (uniform ±1/√H) are PyTorch's.
     """
 
@@ -46,14 +47,17 @@ class GRUCell(CellBase):
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
 
-    def forward(self, x: Tensor, state: Tensor | None = None) -> Tensor:
+    def forward(
+        self, input: Tensor, hx: Tensor | None = None, state: Tensor | None = None
+    ) -> Tensor:
+        x, state = input, hx_or_state("GRUCell", hx, state)
         check_cell_input("GRUCell", x, self.input_size, self.weight_ih)
         unbatched = x.dim() == 1
         x = x.unsqueeze(0) if unbatched else x
         h = x.new_zeros(x.shape[0], self.hidden_size) if state is None else state
         if state is not None:
             shape = (self.hidden_size,) if unbatched else (x.shape[0], self.hidden_size)
-            check_cell_state("GRUCell", "state", state, shape, self.weight_ih)
+            check_cell_state("GRUCell", "hx", state, shape, self.weight_ih)
             h = h.unsqueeze(0) if unbatched else h
         h = gru_step(F.linear(x, self.weight_ih, self.bias_ih), h, self.weight_hh, self.bias_hh)
         return h.squeeze(0) if unbatched else h

@@ -23,6 +23,10 @@ Variants:
       i_t = 1 − f_t. The input-gate rows of ``weight_ih``/``weight_hh``/biases are kept so the
       parameter layout stays PyTorch's (4H rows) but they are unused: they get zero gradient
       and ``weight_ci`` is not created.
+  weight_hr (the layers' proj_size, LSTMP: Sak et al. 2014): the output is projected to P
+      units, and the projection is what recurs:
+          h_t = W_hr·(o_t ⊙ tanh(c_t)),   W_hr (P, H);   W_hh is then (4H, P)
+      `torch.nn.LSTM`'s ``proj_size``, same parameter name and shapes.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unroll.nn.cells.base import CellBase, check_cell_input, check_cell_state
+from unroll.nn.cells.base import CellBase, check_cell_input, check_cell_state, hx_or_state
 
 
 def lstm_step(
@@ -45,10 +49,12 @@ def lstm_step(
     weight_co: Tensor | None = None,
     forget_bias: float = 0.0,
     coupled: bool = False,
+    weight_hr: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One LSTM step from the projected input ``x_proj = W_ih·x_t + b_ih`` (B, 4H).
 
-    Returns (h_t, c_t). Peephole weights are None for a cell without peepholes.
+    Returns (h_t, c_t): h (B, H), or (B, P) with the projection ``weight_hr`` (P, H); c (B, H).
+    Peephole weights are None for a cell without peepholes, weight_hr None without projection.
     """
     a_i, a_f, a_g, a_o = (x_proj + F.linear(h, weight_hh, bias_hh)).chunk(4, 1)
     if weight_cf is not None:  # peepholes: i and f see c_{t-1}
@@ -63,6 +69,8 @@ def lstm_step(
         a_o = a_o + weight_co * c
     o = torch.sigmoid(a_o)
     h = o * torch.tanh(c)
+    if weight_hr is not None:  # projection (LSTMP): what recurs and what is output
+        h = F.linear(h, weight_hr)
     return h, c
 
 
@@ -74,7 +82,7 @@ def variant_repr(forget_bias: float, peephole: bool, coupled: bool) -> str:
 
 
 class LSTMCell(CellBase):
-    """LSTM cell, one time step: ``h, c = cell(x, state=None)`` (equations in the module docstring).
+    """LSTM cell, one step: ``h, c = cell(input, hx=None)`` (equations in the module docstring).
 
     Args:
         input_size: C.  hidden_size: H.
@@ -83,9 +91,10 @@ class LSTMCell(CellBase):
         peephole: add diagonal peephole weights ``weight_ci``/``weight_cf``/``weight_co`` (H,).
         coupled: CIFG, i_t = 1 − f_t (input-gate rows kept in the weights, unused).
 
-    Shapes: x (B, C) or unbatched (C,); state a pair (h, c) of (B, H) (or (H,)), None means
-    zeros; returns (h_t, c_t). Parameters (peepholes too) are initialised uniform(-1/√H, 1/√H)
-    as PyTorch does; with the standard options the parameters load into `torch.nn.LSTMCell`.
+    Shapes: input (B, C) or unbatched (C,); hx a pair (h, c) of (B, H) (or (H,)), None means
+    zeros; returns (h_t, c_t). ``state=`` is accepted as another name for ``hx``. Parameters
+    (peepholes too) are initialised uniform(-1/√H, 1/√H) as PyTorch does; with the standard
+    options the parameters load into `torch.nn.LSTMCell`.
     """
 
     def __init__(
@@ -116,8 +125,12 @@ class LSTMCell(CellBase):
         return s + variant_repr(self.forget_bias, self.peephole, self.coupled)
 
     def forward(
-        self, x: Tensor, state: tuple[Tensor, Tensor] | None = None
+        self,
+        input: Tensor,
+        hx: tuple[Tensor, Tensor] | None = None,
+        state: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
+        x, state = input, hx_or_state("LSTMCell", hx, state)
         check_cell_input("LSTMCell", x, self.input_size, self.weight_ih)
         unbatched = x.dim() == 1
         x = x.unsqueeze(0) if unbatched else x

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from unroll.nn.cells.base import CellBase, check_cell_input, check_cell_state
+from unroll.nn.cells.base import CellBase, check_cell_input, check_cell_state, hx_or_state
 
 NONLINEARITIES = ("tanh", "relu")
 
@@ -26,7 +26,7 @@ def rnn_step(
 
 
 class RNNCell(CellBase):
-    """Elman RNN cell, one time step: ``h = cell(x, h=None)``.
+    """Elman RNN cell, one time step: ``h = cell(input, hx=None)``.
 
     h_t = φ(W_ih·x_t + b_ih + W_hh·h_{t-1} + b_hh) with φ = tanh (default) or relu.
 
@@ -36,7 +36,8 @@ class RNNCell(CellBase):
         nonlinearity: "tanh" or "relu".
         bias: if False, no ``bias_ih``/``bias_hh``.
 
-    Shapes: x (B, C) or unbatched (C,); state (B, H) or (H,), None means zeros; returns h (B, H).
+    Shapes: input (B, C) or unbatched (C,); hx (B, H) or (H,), None means zeros; returns h
+    (B, H). ``state=`` is accepted as another name for ``hx``.
     Parameters are initialised uniform(-1/√H, 1/√H) as in PyTorch.
     """
 
@@ -63,14 +64,17 @@ class RNNCell(CellBase):
             s += f", nonlinearity={self.nonlinearity!r}"
         return s + ("" if self.bias else ", bias=False")
 
-    def forward(self, x: Tensor, state: Tensor | None = None) -> Tensor:
+    def forward(
+        self, input: Tensor, hx: Tensor | None = None, state: Tensor | None = None
+    ) -> Tensor:
+        x, state = input, hx_or_state("RNNCell", hx, state)
         check_cell_input("RNNCell", x, self.input_size, self.weight_ih)
         unbatched = x.dim() == 1
         x = x.unsqueeze(0) if unbatched else x
         h = x.new_zeros(x.shape[0], self.hidden_size) if state is None else state
         if state is not None:
             shape = (self.hidden_size,) if unbatched else (x.shape[0], self.hidden_size)
-            check_cell_state("RNNCell", "state", state, shape, self.weight_ih)
+            check_cell_state("RNNCell", "hx", state, shape, self.weight_ih)
             h = h.unsqueeze(0) if unbatched else h
         h = rnn_step(
             F.linear(x, self.weight_ih, self.bias_ih),

@@ -32,6 +32,10 @@ def _onednn_linear_works() -> bool:
 
 
 def _onednn_takes(t: Tensor) -> bool:
+    # Not under torch.compile: the probe is a cached Python function dynamo would trace into,
+    # and GEMM choice (oneDNN packing included) is the compiler's job there.
+    if torch.compiler.is_compiling():
+        return False
     return t.device.type == "cpu" and t.dtype == torch.float32 and _onednn_linear_works()
 
 
