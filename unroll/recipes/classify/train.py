@@ -291,8 +291,8 @@ def train_baselines(
         build_model(dataclasses.replace(config, model=name), *data.image_shape, len(data.classes))
     results = []
     for name in names:
-        if not quiet:
-            print(f"== {name} ==", flush=True)
+        if not quiet:  # progress goes to stderr, as every run's lines do
+            print(f"== {name} ==", file=stream if stream is not None else sys.stderr, flush=True)
         cfg = dataclasses.replace(config, model=name)
         results.append(train(cfg, out / name, data=data, quiet=quiet, argv=argv, stream=stream))
     table = format_comparison(results, config, data.name)
