@@ -6,6 +6,10 @@ earlier versions keep working as aliases (`canonical_argv`): ``unroll train|eval
 presets`` (the language model), ``unroll classify [...]``, ``unroll classify-eval``,
 ``unroll forecast [...]``, ``unroll forecast --demo sin-cos``. A `UserError` anywhere becomes
 one line on stderr and exit status 2.
+
+Under torchrun (``torchrun --nproc-per-node N -m unroll ...``) every process runs this same
+command; the ranks other than 0 are quiet (`unroll.engine.distributed`), and their errors say
+which rank they come from.
 """
 
 from __future__ import annotations
@@ -111,10 +115,14 @@ def _note_handler() -> _NoteHandler:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from unroll.engine.distributed import RankZeroError, World, shutdown
+
     argv = list(sys.argv[1:] if argv is None else argv)
     notes = _note_handler()
     ok = False
+    world = World()
     try:
+        world = World.from_env()  # torchrun's variables; the process group is joined on first use
         parser = build_parser()
         args, rest = parser.parse_known_args(canonical_argv(argv))
         extras = split_extras(rest)
@@ -122,17 +130,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"unrecognized argument {extras[0]!r}")
         args.overrides = extras
         args.argv = ["unroll", *argv]  # recorded in the run directory's command.txt
+        if not world.main and hasattr(args, "quiet"):
+            args.quiet = True  # rank 0 alone shows progress
         code = int(args.func(args) or 0)
         ok = True
+        shutdown()
         return code
+    except RankZeroError:
+        return 2  # rank 0 printed it
     except UserError as e:
-        print(f"unroll: error: {e}", file=sys.stderr)
+        rank = f"rank {world.rank}: " if world.size > 1 else ""
+        print(f"unroll: error: {rank}{e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("unroll: interrupted", file=sys.stderr)
         return 130
     finally:
-        notes.flush_notes(show=ok)
+        notes.flush_notes(show=ok and world.main)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,8 @@ def _train(args: argparse.Namespace, config: Any) -> Any:
 
 def _baselines(args: argparse.Namespace, config: Any) -> None:
     results = classify.train_baselines(config, args.out, quiet=args.quiet, argv=args.argv)
-    print(classify.format_comparison(results, config, config.data).rstrip())
+    if results:  # (none on the ranks other than 0 under torchrun)
+        print(classify.format_comparison(results, config, config.data).rstrip())
     return None
 
 

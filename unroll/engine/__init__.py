@@ -1,5 +1,6 @@
 """The engine under every recipe: the training loop, runs (directories, resume rules, locks),
-checkpoints, metrics logging, progress, seeding, device and precision, CUDA-graph capture."""
+checkpoints, metrics logging, progress, seeding, device and precision, CUDA-graph capture, and
+data-parallel training on several processes (`unroll.engine.distributed`)."""
 
 from unroll.engine.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from unroll.engine.device import num_threads, resolve_device

@@ -19,7 +19,9 @@ weights other than those of the best epoch on record.
 
 For the tests of that claim, ``UNROLL_FAULT=<point>[@<epoch>]`` kills the process (SIGKILL, as
 ``kill -9``) at a named point of an epoch's save sequence: ``before-last``, ``mid-last`` (the
-temporary file written, not yet renamed), ``after-last``, ``after-best`` (see `fault_point`).
+temporary file written, not yet renamed), ``after-last``, ``after-best`` (see `fault_point`);
+``epoch-start-rank<R>`` kills rank R at the start of an epoch (`unroll.engine.loop.fit`: one
+process of a torchrun job dying while the others wait for it).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from unroll.engine.distributed import World
 from unroll.errors import UserError
 
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
@@ -26,11 +27,14 @@ def _available(kind: str) -> bool:
 
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` -> ``cuda`` if available (else ``mps``, ``xpu``), else ``cpu``; ``cpu``,
-    ``cuda[:N]``, ``mps``, ``xpu[:N]`` as given, when this machine has them."""
+    ``cuda[:N]``, ``mps``, ``xpu[:N]`` as given, when this machine has them.
+
+    Under torchrun each process has its own GPU: ``auto`` and ``cuda[:N]`` mean
+    ``cuda:LOCAL_RANK`` (one config serves every process; `unroll.engine.distributed`)."""
     if name == "auto":
         for kind in ("cuda", "mps", "xpu"):
             if _available(kind):
-                return torch.device(kind)
+                return _per_process(torch.device(kind))
         return torch.device("cpu")
     expected = "expected auto, cpu, cuda, cuda:N, mps or xpu"
     try:
@@ -51,7 +55,20 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise UserError(
             f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
         )
-    return device
+    return _per_process(device)
+
+
+def _per_process(device: torch.device) -> torch.device:
+    """``cuda:LOCAL_RANK`` for a CUDA device when torchrun started several processes."""
+    local = World.from_env()
+    if device.type != "cuda" or local.size == 1:
+        return device
+    if local.local_rank >= torch.cuda.device_count():
+        raise UserError(
+            f"process LOCAL_RANK={local.local_rank}: this machine has "
+            f"{torch.cuda.device_count()} CUDA device(s) (--nproc-per-node at most that)"
+        )
+    return torch.device("cuda", local.local_rank)
 
 
 def device_name(device: str | torch.device = "cpu") -> str:

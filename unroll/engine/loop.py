@@ -20,6 +20,13 @@ result equals an uninterrupted run.
 Divergence: a non-finite training loss or metric (or a mean loss above the recipe's
 `max_loss`) stops the run with a one-line `Diverged` error before that epoch's checkpoints
 are written, so ``last``/``best`` keep the last good epoch.
+
+Several processes (torchrun; `unroll.engine.distributed`): the step runs the model through
+DDP (`supervised_step` wraps it), a batch may be a `Part` of a global batch (its loss is
+weighted), ranks > 0 reseed their dropout streams at each epoch start, the epoch's loss sum is
+reduced over the ranks (one collective per epoch), the validation metrics are rank 0's on every
+rank (so all take the same decisions: divergence, best epoch), the speed counts every rank's
+items, and only rank 0 draws progress and writes (the `Run` does nothing on the others).
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
+from unroll.engine import distributed
+from unroll.engine.checkpoint import fault_point
+from unroll.engine.distributed import Part
 from unroll.engine.progress import Progress
 from unroll.errors import UserError
 
@@ -85,13 +95,25 @@ def supervised_step(
     loss_fn: Callable[[nn.Module, Batch], torch.Tensor],
     clip: float = 0.0,
 ) -> Step:
-    """The minibatch step: zero grads, ``loss_fn(model, batch)`` (a mean), backward, clip to
-    global norm `clip` (0 = off), optimizer step; returns the detached loss."""
+    """The minibatch step: zero grads, ``loss_fn(model, batch)`` (a mean over the batch's
+    rows), backward, clip to global norm `clip` (0 = off), optimizer step; returns the detached
+    loss.
+
+    Under torchrun the loss is computed inside DDP's forward (`distributed.ddp` of a module
+    that calls ``loss_fn(model, batch)``), so whatever `loss_fn` calls on `model` — forward or
+    another method — is synchronised, and the backward averages the gradients over the ranks.
+    A `Part` batch (`distributed.shard_batches`) has its loss multiplied by its weight."""
     params = [p for p in model.parameters() if p.requires_grad]
+    net = distributed.ddp(_LossOf(model, loss_fn)) if distributed.world().size > 1 else None
 
     def step(batch: Batch) -> torch.Tensor:
+        weight = 1.0
+        if isinstance(batch, Part):
+            batch, weight = batch
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model, batch)
+        loss = loss_fn(model, batch) if net is None else net(batch)
+        if weight != 1.0:
+            loss = loss * weight
         loss.backward()
         if clip:
             nn.utils.clip_grad_norm_(params, clip, foreach=True)
@@ -99,6 +121,18 @@ def supervised_step(
         return loss.detach()
 
     return step
+
+
+class _LossOf(nn.Module):
+    """``loss_fn(model, batch)`` as a module's forward: what DDP wraps (see supervised_step)."""
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor]):
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.loss_fn(self.model, batch)
 
 
 @dataclass
@@ -142,12 +176,16 @@ def fit(
     validation metrics (the model is in eval mode, under no_grad), which hold `select`, the
     metric that picks the best epoch (`mode` min or max). train_metrics(loss_sum, steps) -> the
     training metrics of the epoch (default: the mean loss); bar_values(loss_sum, steps) -> what
-    the progress bar shows (read only when it draws). `items_per_batch` (e.g. B·T words) adds
-    the speed, ``<items>_per_sec`` (e.g. ``words_per_sec``). checkpoint_extra() -> the
-    recipe's entries of each checkpoint (vocabulary, scaler ...). With `run` None nothing is
-    written (e.g. a benchmark). `max_loss`: a mean training loss above it counts as divergence
-    (e.g. a cross-entropy whose exp overflows: the perplexity overflow of a classifier).
+    the progress bar shows (read only when it draws). `items_per_batch` (e.g. B·T words, per
+    process) adds the speed, ``<items>_per_sec`` (e.g. ``words_per_sec``, of all processes).
+    checkpoint_extra() -> the recipe's entries of each checkpoint (vocabulary, scaler ...).
+    With `run` None nothing is written (e.g. a benchmark). `max_loss`: a mean training loss
+    above it counts as divergence (e.g. a cross-entropy whose exp overflows: the perplexity
+    overflow of a classifier).
+    Under torchrun every rank calls `fit` with its own shard (see the module docstring).
     """
+    world = distributed.world()
+    seed = int(getattr(run.config, "seed", 0)) if run is not None else 0
     start_epoch = run.start_epoch if run is not None else 0
     result = FitResult(
         best=run.best if run is not None else None,
@@ -159,12 +197,14 @@ def fit(
             set_lr(optimizer, lr_at(epoch))
         if on_epoch_start is not None:
             on_epoch_start(epoch)
+        distributed.reseed(seed, epoch)
+        fault_point(f"epoch-start-rank{world.rank}", epoch)  # (tests: a rank that dies)
         model.train()
         bar = Progress(
             num_batches,
             desc=f"{desc} {epoch}/{epochs}",
             stream=run.stream if run is not None else None,
-            enabled=not quiet,
+            enabled=not quiet and world.main,
         )
         start = time.perf_counter()
         total = torch.zeros((), dtype=torch.float64, device=_device_of(model))
@@ -181,9 +221,10 @@ def fit(
         bar.close()
         seconds = time.perf_counter() - start
         record: dict[str, Any] = {"epoch": epoch, "lr": _lr(optimizer)}
-        record.update(train_metrics(float(total), steps))  # one sync per epoch
+        loss_sum = distributed.epoch_loss_sum(float(total), steps)  # one sync per epoch
+        record.update(train_metrics(loss_sum, steps))
         _guard(record, epoch, run)
-        mean = float(total) / max(steps, 1)
+        mean = loss_sum / max(steps, 1)
         if mean > max_loss:
             raise Diverged(
                 f"epoch {epoch}: mean training loss {mean:.4g} is above {max_loss:.4g} "
@@ -191,14 +232,14 @@ def fit(
             )
         model.eval()
         with torch.no_grad():
-            valid = evaluate()
+            valid = distributed.broadcast_object(evaluate())  # the same decisions everywhere
         if select not in valid:
             raise ValueError(f"fit: evaluate() returned {sorted(valid)}, missing {select!r}")
         record.update({k: float(v) for k, v in valid.items()})
         _guard(record, epoch, run)
         record["seconds"] = seconds
-        if items_per_batch:
-            record[f"{items}_per_sec"] = steps * items_per_batch / max(seconds, 1e-9)
+        if items_per_batch:  # every rank's items
+            record[f"{items}_per_sec"] = world.size * steps * items_per_batch / max(seconds, 1e-9)
         value = record[select]
         improved = result.best is None or (
             value < result.best if mode == "min" else value > result.best

@@ -20,6 +20,11 @@ The rules (`Recipe.resume_point` and `Run.start`):
 - on (re)start: the directory is locked, temp files of a killed write are removed, ``best.pt``
   is repaired if a kill cut the last save short, metrics.jsonl and TensorBoard lose the lines of
   epochs past the checkpoint.
+
+Under torchrun (`unroll.engine.distributed`) rank 0 alone reads and writes the run directory
+and holds its lock; it reads the checkpoint to resume and sends it to the other ranks, so they
+need no access to its disk. A run resumes with the same or another number of processes (the
+global batch is then N'·B: a note says so); ``world_size`` is in meta.json and each checkpoint.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import torch
 from torch import nn
 
 from unroll.config import changed_fields, config_from_dict
+from unroll.engine import distributed
 from unroll.engine.checkpoint import (
     best_checkpoint,
     load_checkpoint,
@@ -62,7 +68,12 @@ class ResumePoint:
 
 def resume_point(recipe: Recipe, path: str | Path, overrides: Any = ()) -> ResumePoint:
     """Open `path` to continue it: the saved config with `overrides` (a dataclass of the
-    recipe's config, a mapping or ``key=value`` tokens) applied, checked against the rules."""
+    recipe's config, a mapping or ``key=value`` tokens) applied, checked against the rules.
+    (Under torchrun: read on rank 0, the same point — or error — on every rank.)"""
+    return distributed.from_main(lambda: _resume_point(recipe, path, overrides))
+
+
+def _resume_point(recipe: Recipe, path: str | Path, overrides: Any) -> ResumePoint:
     from unroll.config import apply_overrides
 
     run_dir = RunDir.open(path)
@@ -120,22 +131,28 @@ class Run:
         stream: TextIO | None,
         run_id: str,
         resumed: bool = False,
+        main: bool = True,
     ):
         self.dir = run_dir
         self.recipe = recipe
         self.config = config
         self.checkpoint = checkpoint
-        self.quiet = quiet
+        self.main = main  # this process writes the run directory (rank 0, or the only one)
+        self.quiet = quiet or not main
         self.stream = stream
         self.run_id = run_id
         self.start_epoch = int(checkpoint["epoch"]) if checkpoint else 0
         self.saved_epoch = self.start_epoch  # the epoch last.pt holds
         self.best = _best_value(checkpoint)
         self.best_epoch = checkpoint.get("best_epoch") if checkpoint else None
-        self.metrics = MetricsLogger(
-            run_dir.path,
-            tensorboard=getattr(config, "tensorboard", True),
-            truncate_after=self.start_epoch if resumed else None,
+        self.metrics = (
+            MetricsLogger(
+                run_dir.path,
+                tensorboard=getattr(config, "tensorboard", True),
+                truncate_after=self.start_epoch if resumed else None,
+            )
+            if main
+            else _NoMetrics()
         )
 
     @classmethod
@@ -152,7 +169,46 @@ class Run:
         stream: TextIO | None = None,
         extra_meta: dict[str, Any] | None = None,
     ) -> Run:
-        """Create `out` (default ``runs/<name>-<time>``) or reopen the run `resume` points to."""
+        """Create `out` (default ``runs/<name>-<time>``) or reopen the run `resume` points to.
+        Under torchrun every rank calls it: rank 0 does the work and gets the writing `Run`,
+        the others a quiet one that writes nothing (or rank 0's error)."""
+        world = distributed.world()
+        argv = distributed.launch_command(sys.argv if argv is None else argv)
+        opened: list[Run] = []
+
+        def open_on_main() -> tuple[str, str]:
+            run = cls._open(recipe, config, device, out, resume, argv, quiet, stream, extra_meta)
+            opened.append(run)
+            return str(run.path), run.run_id
+
+        path, run_id = distributed.from_main(open_on_main)
+        if world.main:
+            return opened[0]
+        return cls(
+            RunDir(path),
+            recipe,
+            config,
+            resume.checkpoint if resume is not None else None,
+            quiet=True,
+            stream=stream,
+            run_id=run_id,
+            main=False,
+        )
+
+    @classmethod
+    def _open(
+        cls,
+        recipe: Recipe,
+        config: Any,
+        device: torch.device | str,
+        out: str | Path | None,
+        resume: ResumePoint | None,
+        argv: list[str],
+        quiet: bool,
+        stream: TextIO | None,
+        extra_meta: dict[str, Any] | None,
+    ) -> Run:
+        world = distributed.world()
         if resume is not None:
             if out is not None:
                 raise UserError("--out and --resume: a resumed run continues in its own directory")
@@ -180,6 +236,14 @@ class Run:
                 if resume.checkpoint
                 else f"restarting {run_dir.path} (no epoch had finished)"
             )
+            run._say_world()
+            before = int((resume.checkpoint or {}).get("world_size", 1))
+            if resume.checkpoint and before != world.size:
+                B = getattr(config, "batch_size", "B")
+                run.say(
+                    f"note: the checkpoint was written by {before} process(es), this run has "
+                    f"{world.size}: the global batch is now {world.size} x {B} (was {before} x {B})"
+                )
             return run
         run_id = uuid.uuid4().hex
         path = Path(out) if out is not None else default_run_dir(recipe.run_name(config))
@@ -190,11 +254,18 @@ class Run:
             seed=getattr(config, "seed", 0),
             device=device,
             argv=argv,
-            extra_meta={"run_id": run_id, **(extra_meta or {})},
+            extra_meta={"run_id": run_id, "world_size": world.size, **(extra_meta or {})},
         )
         run = cls(run_dir, recipe, config, None, quiet=quiet, stream=stream, run_id=run_id)
         run.say(f"run directory: {run_dir.path}")
+        run._say_world()
         return run
+
+    def _say_world(self) -> None:
+        if distributed.world().size > 1:
+            B = getattr(self.config, "batch_size", None)
+            per = f": batch_size {B} per process, {distributed.global_batch(B)} in all" if B else ""
+            self.say(distributed.describe() + per)
 
     # -- what the recipe calls --------------------------------------------------------------
     @property
@@ -206,7 +277,7 @@ class Run:
         return self.checkpoint is not None
 
     def say(self, text: str) -> None:
-        """A progress line (per-epoch lines, notes) on stderr, unless quiet."""
+        """A progress line (per-epoch lines, notes) on stderr, unless quiet (ranks > 0 are)."""
         if not self.quiet:
             print(text, file=self.stream if self.stream is not None else sys.stderr, flush=True)
 
@@ -221,24 +292,33 @@ class Run:
         set_rng_state(self.checkpoint["rng"])
 
     def save_epoch(self, payload: dict[str, Any], is_best: bool) -> None:
-        """An epoch's checkpoints, with the run's kind, config, id and RNG state added."""
+        """An epoch's checkpoints, with the run's kind, config, id, RNG state and number of
+        processes added (rank 0's; the other ranks write nothing)."""
+        self.saved_epoch = int(payload["epoch"])
+        if not self.main:
+            return
         full = {
             "kind": self.recipe.kind,
             "config": dataclasses.asdict(self.config),
             "run_id": self.run_id,
             "rng": get_rng_state(),
+            "world_size": distributed.world().size,
             **payload,
         }
         save_epoch(self.dir.checkpoints, full, is_best)
-        self.saved_epoch = int(payload["epoch"])
 
     def load_best(self, model: nn.Module, device: torch.device | str = "cpu") -> dict[str, Any]:
-        """Load the best checkpoint's weights into `model`; returns the checkpoint."""
+        """Load the best checkpoint's weights into `model`; returns the checkpoint. Rank 0
+        only: the checkpoints are on its disk (a recipe's test evaluation is rank 0's)."""
+        if not self.main:
+            raise RuntimeError("Run.load_best: only rank 0 has the checkpoints")
         ckpt = load_checkpoint(best_checkpoint(self.dir.checkpoints), kind=self.recipe.kind)
         model.load_state_dict(ckpt["model"])
         return ckpt
 
     def write_results(self, results: Any) -> Path:
+        if not self.main:
+            return self.dir.path / "results.json"
         data = results.to_dict() if hasattr(results, "to_dict") else results
         return self.dir.write_json("results.json", data)
 
@@ -251,7 +331,7 @@ class Run:
 
     def __exit__(self, exc_type: type | None, *exc: object) -> None:
         self.close()
-        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+        if self.main and exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             kept = (
                 f"checkpoints keep epoch {self.saved_epoch}"
                 if self.saved_epoch
@@ -262,6 +342,16 @@ class Run:
                 file=sys.stderr,
                 flush=True,
             )
+
+
+class _NoMetrics:
+    """The metrics logger of a rank that writes nothing."""
+
+    def log(self, step: int | None = None, **values: Any) -> dict[str, Any]:
+        return values
+
+    def close(self) -> None:
+        pass
 
 
 def _best_value(ckpt: dict[str, Any] | None) -> float | None:

@@ -4,6 +4,10 @@ sin(t) alone does not tell cos(t) (sin rises and falls through each value), so t
 remember where it came from: the state carries that across consecutive windows of one long
 series (truncated BPTT), exactly as the language model carries it across BPTT windows. CLI:
 ``unroll sincos train`` (and the older ``unroll forecast --demo sin-cos``); writes a PNG.
+
+Under torchrun the series is laid out as N·B streams and rank r reads streams r·B .. r·B+B-1
+(`distributed.rows`), as the language model does; the held-out test (one stream) is small and
+every rank runs all of it, so all get the same metric.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from unroll.config import Alias, RunConfig, check
+from unroll.engine import distributed
 from unroll.engine.device import num_threads, resolve_device
 from unroll.engine.loop import fit, make_optimizer, supervised_step
 from unroll.engine.recipe import Recipe, Result
@@ -86,8 +91,9 @@ def train(
     quiet: bool = False,
     argv: list[str] | None = None,
     stream: TextIO | None = None,
-) -> SinCosResult:
-    """Train the sin -> cos model into a new run directory (or continue `resume`)."""
+) -> SinCosResult | None:
+    """Train the sin -> cos model into a new run directory (or continue `resume`); None on the
+    ranks other than 0 of a torchrun job."""
     point = None
     if resume is not None:
         point = resume_point(RECIPE, resume, config if config is not None else {})
@@ -95,12 +101,13 @@ def train(
     config = SinCosConfig() if config is None else config
     config.validate()
     device = resolve_device(config.device)
-    per_stream = config.periods * config.steps_per_period // config.batch_size
+    streams = distributed.global_batch(config.batch_size)  # N·B under torchrun
+    per_stream = config.periods * config.steps_per_period // streams
     per_stream -= per_stream % config.num_steps
     if per_stream < config.num_steps:
         raise UserError(
-            "periods * steps_per_period must give each of the batch_size streams at least one "
-            "window of num_steps"
+            "periods * steps_per_period must give each of the batch_size streams (of every "
+            "process) at least one window of num_steps"
         )
     with (
         num_threads(config.threads),
@@ -118,16 +125,20 @@ def train(
         return _train(run, config, device, per_stream)
 
 
-def _train(run: Run, config: SinCosConfig, device: torch.device, per_stream: int) -> SinCosResult:
+def _train(
+    run: Run, config: SinCosConfig, device: torch.device, per_stream: int
+) -> SinCosResult | None:
     seed_everything(config.seed)
     dt = 2 * math.pi / config.steps_per_period
     B, T = config.batch_size, config.num_steps
-    x_all, y_all = _sin_cos(0.0, B * per_stream, dt)
+    streams, mine = distributed.global_batch(B), distributed.rows(B)
+    x_all, y_all = _sin_cos(0.0, streams * per_stream, dt)
     # Batchify: one long series cut into B rows, read left to right in windows of T, so window
     # k+1 of a row continues exactly where window k stopped:
     #   row 0: [w0 | w1 | w2 ...]   row 1: [w0 | w1 | w2 ...]   (each window (B, T))
-    xs = x_all.view(B, per_stream, 1).to(device)  # (B, N, 1)
-    ys = y_all.view(B, per_stream, 1).to(device)
+    # (under torchrun: N·B rows, of which this rank reads its B.)
+    xs = x_all.view(streams, per_stream, 1)[mine].to(device)  # (B, N, 1)
+    ys = y_all.view(streams, per_stream, 1)[mine].to(device)
     # Held-out stretch: starts at a phase the training rows never begin with.
     test_n = 4 * config.steps_per_period
     xt, yt = _sin_cos(1000.123, test_n, dt)
@@ -179,6 +190,8 @@ def _train(run: Run, config: SinCosConfig, device: torch.device, per_stream: int
         quiet=run.quiet,
         desc="sin-cos",
     )
+    if not run.main:
+        return None  # the plot and results are rank 0's: it alone has the checkpoints
     best = run.load_best(model)
     model.eval()
     with torch.no_grad():

@@ -8,6 +8,10 @@ each run directory holds::
     results.json     test accuracy, confusion matrix, best epoch, time, parameter count
     confusion.txt    the confusion matrix as text (rows: true class, columns: predicted)
     confusion.png    the same as a figure (skipped with a note when matplotlib is missing)
+
+Under torchrun each rank trains on its part of every global batch (`shard_batches`: N
+processes with batch B train exactly as one with batch N·B), validates its share of the
+validation set (sums reduced over the ranks); rank 0 alone scores the test set and writes.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unroll.data.images import ImageDataset, load_images, train_valid_split
+from unroll.engine import distributed
 from unroll.engine.checkpoint import atomic_write_text
 from unroll.engine.device import num_threads, resolve_device
 from unroll.engine.loop import decayed_lr, fit, make_optimizer, supervised_step
@@ -99,9 +104,10 @@ def train(
     quiet: bool = False,
     argv: list[str] | None = None,
     stream: TextIO | None = None,
-) -> ClassifyResult:
+) -> ClassifyResult | None:
     """Train one classifier into a new run directory `out` (or continue the run `resume`, whose
-    config `config` may change only in its RESUMABLE fields), then score it on the test set.
+    config `config` may change only in its RESUMABLE fields), then score it on the test set
+    (None on the ranks other than 0 of a torchrun job).
 
     Everything is validated (config, device, data files, model shape) before the run
     directory is created. `data` may be passed in to skip loading (``--baselines`` loads once).
@@ -143,7 +149,7 @@ def train(
 
 def _train(
     run: Run, config: ClassifyConfig, data: ImageDataset, device: torch.device
-) -> ClassifyResult:
+) -> ClassifyResult | None:
     height, width = data.image_shape
     seed_everything(config.seed)
     model = build_model(config, height, width, len(data.classes)).to(device)
@@ -163,27 +169,32 @@ def _train(
         # The shuffling order is a function of the epoch alone (its own generator), so a
         # resumed run sees the same batches as an uninterrupted one.
         order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed + epoch))
-        order = order.to(device)
-        for i in range(0, n, B):
-            idx = order[i : i + B]
-            yield inputs(splits.train_x[idx], data.max_value), splits.train_y[idx]
+        yield from distributed.shard_batches(
+            order.to(device),
+            B,
+            lambda idx: (inputs(splits.train_x[idx], data.max_value), splits.train_y[idx]),
+        )
 
     def loss_fn(model: nn.Module, batch) -> torch.Tensor:
         x, y = batch
         return F.cross_entropy(model(x), y)
 
     def evaluate() -> dict[str, float]:
-        # Summed on the device, read once: one host sync per evaluation.
+        # Summed on the device, read once: one host sync per evaluation (and, under torchrun,
+        # one reduction of the ranks' sums over their shares of the validation set).
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
-        for i in range(0, len(splits.valid_x), config.eval_batch_size):
-            x = inputs(splits.valid_x[i : i + config.eval_batch_size], data.max_value)
-            y = splits.valid_y[i : i + config.eval_batch_size]
+        mine = distributed.share(len(splits.valid_x))
+        valid_x, valid_y = splits.valid_x[mine], splits.valid_y[mine]
+        for i in range(0, len(valid_x), config.eval_batch_size):
+            x = inputs(valid_x[i : i + config.eval_batch_size], data.max_value)
+            y = valid_y[i : i + config.eval_batch_size]
             logits = model(x)
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             correct += (logits.argmax(dim=1) == y).sum()
+        loss_sum, correct = distributed.all_sum(loss_sum, correct)
         count = len(splits.valid_x)
-        return {"valid_loss": loss_sum.item() / count, "valid_accuracy": correct.item() / count}
+        return {"valid_loss": loss_sum / count, "valid_accuracy": correct / count}
 
     height, width = data.image_shape
     start = time.perf_counter()
@@ -193,7 +204,7 @@ def _train(
         optimizer,
         step=supervised_step(model, optimizer, loss_fn, config.clip),
         batches=batches,
-        num_batches=math.ceil(n / B),
+        num_batches=distributed.batch_count(n, B),
         epochs=config.epochs,
         evaluate=evaluate,
         select="valid_accuracy",
@@ -211,6 +222,8 @@ def _train(
         desc=config.model,
     )
     seconds = time.perf_counter() - start
+    if not run.main:
+        return None  # the test evaluation is rank 0's: it alone has the checkpoints
     return _finish(run, config, data, splits, model, fitted.history, seconds)
 
 
@@ -282,7 +295,9 @@ def train_baselines(
     """
     config.validate()
     rnn_model = config.model if config.model in RNN_MODELS else "lstm"
-    out = check_out_path(out if out is not None else default_run_dir("classify-baselines"))
+    out = distributed.from_main(  # rank 0 names it (the time stamp) and checks it
+        lambda: check_out_path(out if out is not None else default_run_dir("classify-baselines"))
+    )
     resolve_device(config.device)
     if data is None:
         data = load_images(config.data, progress=not quiet)
@@ -295,6 +310,8 @@ def train_baselines(
             print(f"== {name} ==", file=stream if stream is not None else sys.stderr, flush=True)
         cfg = dataclasses.replace(config, model=name)
         results.append(train(cfg, out / name, data=data, quiet=quiet, argv=argv, stream=stream))
+    if not distributed.world().main:
+        return []  # the table is rank 0's
     table = format_comparison(results, config, data.name)
     atomic_write_text(out / "comparison.txt", table)
     rows = [

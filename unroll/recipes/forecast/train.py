@@ -11,6 +11,10 @@ One explicit pipeline, each step a function the CLI and the Python API share:
      part, scored with MAE/RMSE/MASE next to the naive and seasonal-naive forecasts
      (``results.json``, the table the CLI prints, ``backtest.png``).
 
+Under torchrun each rank trains on its part of every global batch of windows (`shard_batches`:
+rank 0's shuffle, N·B windows per step), validates its share of the validation origins (the
+error sums reduced over the ranks); the backtest is rank 0's.
+
 Trend handling (CO2 climbs from 315 to 370 ppm; the test years are above anything seen in
 training): the model sees each window relative to its own last value and predicts the change
 from it (``normalize="last"``, see `unroll.models.forecaster`), so the level never has to be
@@ -39,6 +43,7 @@ from unroll.data.timeseries import (
     read_csv,
     window_origins,
 )
+from unroll.engine import distributed
 from unroll.engine.device import num_threads, resolve_device
 from unroll.engine.loop import fit, make_optimizer, supervised_step
 from unroll.engine.recipe import Result
@@ -165,8 +170,9 @@ def train(
     quiet: bool = False,
     argv: list[str] | None = None,
     stream: TextIO | None = None,
-) -> ForecastResult:
-    """Train a forecaster, backtest it and return the results (also written to the run dir).
+) -> ForecastResult | None:
+    """Train a forecaster, backtest it and return the results (also written to the run dir;
+    None on the ranks other than 0 of a torchrun job).
 
     With `resume`, the run directory's saved config is used (`config`, if given, may change only
     its RESUMABLE fields) and training continues from its ``last`` checkpoint.
@@ -196,7 +202,7 @@ def train(
 
 def _train(
     run: Run, config: ForecastConfig, prep: Prepared, device: torch.device
-) -> ForecastResult:
+) -> ForecastResult | None:
     seed_everything(config.seed)
     model = build_model(config, prep.scaled.shape[1]).to(device)
     optimizer = make_optimizer(
@@ -210,10 +216,12 @@ def _train(
     valid_actual = prep.series.target[np.asarray(valid_origins)[:, None] + np.arange(H)]
 
     def batches(epoch: int):
-        # Shuffle windows within the training part only (global RNG: restored on resume).
+        # Shuffle windows within the training part only (global RNG: restored on resume;
+        # under torchrun rank 0's order is every rank's).
         perm = train_origins[torch.randperm(len(train_origins), device="cpu").to(device)]
-        for i in range(0, len(perm), config.batch_size):
-            yield gather(prep.scaled, perm[i : i + config.batch_size], L, H)
+        yield from distributed.shard_batches(
+            perm, config.batch_size, lambda o: gather(prep.scaled, o, L, H)
+        )
 
     def loss_fn(model: Forecaster, batch) -> torch.Tensor:
         x, y = batch
@@ -221,12 +229,11 @@ def _train(
         return F.mse_loss(pred, y[:, : pred.shape[1]])
 
     def evaluate() -> dict[str, float]:
-        f = forecast_origins(model, prep.scaled, valid_origins, config, prep.scaler)
-        err = f - valid_actual
-        return {
-            "valid_mae": float(np.abs(err).mean()),
-            "valid_rmse": float(np.sqrt((err**2).mean())),
-        }
+        mine = distributed.share(len(valid_origins))  # under torchrun: this rank's origins
+        f = forecast_origins(model, prep.scaled, valid_origins[mine], config, prep.scaler)
+        err = f - valid_actual[mine]
+        abs_sum, sq_sum, count = distributed.all_sum(np.abs(err).sum(), (err**2).sum(), err.size)
+        return {"valid_mae": abs_sum / count, "valid_rmse": float(np.sqrt(sq_sum / count))}
 
     started = time.perf_counter()
     fitted = fit(
@@ -235,7 +242,7 @@ def _train(
         optimizer,
         step=supervised_step(model, optimizer, loss_fn, config.clip),
         batches=batches,
-        num_batches=math.ceil(len(train_origins) / config.batch_size),
+        num_batches=distributed.batch_count(len(train_origins), config.batch_size),
         epochs=config.epochs,
         evaluate=evaluate,
         select="valid_mae",
@@ -253,6 +260,8 @@ def _train(
         desc="forecast",
     )
     train_seconds = time.perf_counter() - started
+    if not run.main:
+        return None  # the backtest is rank 0's: it alone has the checkpoints
     best = run.load_best(model)
     result = run_backtest(model, config, prep, run.path)
     result.train_seconds = round(train_seconds, 2)

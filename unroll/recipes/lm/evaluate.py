@@ -47,6 +47,7 @@ def evaluate_ids(
     precision: str = "fp32",
     progress: Progress | None = None,
     graphs: bool = False,
+    rows: slice | None = None,
 ) -> tuple[float, int]:
     """Total NLL (nats) and number of predicted tokens over `ids`, in the tutorial's layout.
 
@@ -56,19 +57,22 @@ def evaluate_ids(
     are run `chunk_steps` columns at a time (default: all at once) — the same computation in
     fewer, longer forward passes. With `graphs` the full chunks replay one captured forward
     (`graphed_eval_nll`; eager on the CPU) and the remainder, if any, runs as a plain forward.
+    `rows`: only these rows of the layout (a torchrun rank's share; the sums over the ranks'
+    rows are the whole layout's).
     """
     device = next(model.parameters()).device if device is None else device
     autocast = autocast_factory(device, precision)
     data = batchify(ids, batch_size)  # [B, L]
     n = epoch_size(ids.numel(), batch_size, num_steps)
     covered = n * num_steps  # targets per row
-    data = data[:, : covered + 1].to(device)  # [B, covered + 1]: inputs and shifted targets
+    data = data[rows if rows is not None else slice(None), : covered + 1].to(device)
+    B = data.shape[0]  # [B, covered + 1]: inputs and shifted targets
     chunk = min(chunk_steps or covered, covered)
     # Keep a chunk's logits [B, chunk, V] to about 2^22 numbers (16 MB in fp32).
     chunk = max(1, min(chunk, (1 << 22) // (batch_size * model.vocab_size)))
     was_training = model.training
     model.eval()
-    state = model.init_state(batch_size, device)
+    state = model.init_state(B, device)
     nll = torch.zeros((), device=device, dtype=torch.float64)
     try:
         if graphs and covered // chunk >= 2:
@@ -83,12 +87,12 @@ def evaluate_ids(
             for x, y in bptt_batches(data, min(chunk, data.shape[1] - 1), include_remainder=True):
                 with autocast():
                     logits, state = model(x, state)  # [B, t, V]
-                nll += lm_loss(logits, y) * batch_size
+                nll += lm_loss(logits, y) * B
                 if progress is not None:
                     progress.update(x.shape[1])
     finally:
         model.train(was_training)
-    return float(nll), covered * batch_size
+    return float(nll), covered * B
 
 
 def load_model(

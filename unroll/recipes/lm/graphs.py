@@ -17,6 +17,10 @@ asked, loss, backward, clipping by global norm) — the same call as `make_train
 plain-SGD update `sgd_update_`, so after k steps the parameters agree with the plain path up
 to float rounding (the test states its tolerance). Dropout draws from the CUDA generator, which
 advances at every replay: masks are fresh each step.
+
+Under torchrun (``graphs=on``) the forward runs through DDP, built on a side stream and warmed
+up 11 times before capture as PyTorch's CUDA-graph notes ask: the gradient all-reduce is then
+part of each rank's graph (not yet run on a multi-GPU machine; the CPU tests run it eagerly).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Callable
 
 import torch
 
+from unroll.engine import distributed
 from unroll.engine.cuda_graphs import GraphedStep, sgd_update_
 from unroll.models.lm import LanguageModel, State, lm_loss, loss_and_grads
 
@@ -60,17 +65,20 @@ class GraphedTrainStep:
         self.loss = torch.zeros((), device=device)
         self.lr = torch.zeros((), device=device)  # 0 while warming up: parameters unchanged
         self._lr_value: float | None = None
+        several = distributed.world().size > 1
+        net = distributed.ddp(model, capture=True)  # the model itself in a single process
 
         def body() -> None:
             loss, (h, c) = loss_and_grads(
-                model, params, self.x, self.y, (self.h, self.c), clip, autocast
+                net, params, self.x, self.y, (self.h, self.c), clip, autocast
             )
             sgd_update_(params, self.lr)
             self.loss.copy_(loss)
             self.h.copy_(h.detach())
             self.c.copy_(c.detach())
 
-        self.graph = GraphedStep(body, device=device, warmup=3, parameters=params)
+        warmup = distributed.DDP_CAPTURE_WARMUP if several else 3
+        self.graph = GraphedStep(body, device=device, warmup=warmup, parameters=params)
         self._returned: State | None = None
 
     def __call__(

@@ -5,6 +5,10 @@ clipping and the optimizer update on fixed-shape device tensors, with no host sy
 and no Python branching on tensor values — the unit a CUDA graph captures. `loss` is a 0-d
 device tensor (the loop adds it to a device-side sum) and the returned state is detached
 (truncated BPTT).
+
+Under torchrun the forward runs through DDP (`unroll.engine.distributed.ddp`): the backward
+averages the gradients over the ranks before clipping, so every rank clips and updates the
+same gradient — that of one process with all the ranks' rows.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Callable
 
 import torch
 
+from unroll.engine import distributed
 from unroll.engine.device import autocast_factory
 from unroll.models.lm import LanguageModel, State, detach_state, loss_and_grads
 from unroll.recipes.lm.config import LMConfig
@@ -27,6 +32,15 @@ def uses_graphs(config: LMConfig, device: torch.device) -> bool:
     return config.graphs == "on" or (config.graphs == "auto" and device.type == "cuda")
 
 
+def captures_training(config: LMConfig, device: torch.device) -> bool:
+    """Whether the training step is the captured one: as `uses_graphs`, except that ``auto``
+    leaves a torchrun job's step eager — a captured DDP step (its all-reduce inside the graph)
+    has not been run on a multi-GPU machine yet, so it is ``graphs=on`` only."""
+    if distributed.world().size > 1:
+        return config.graphs == "on"
+    return uses_graphs(config, device)
+
+
 def make_train_step(
     model: LanguageModel,
     optimizer: torch.optim.Optimizer,
@@ -37,10 +51,11 @@ def make_train_step(
     """The plain step (see the module docstring), with `optimizer`'s own update."""
     params = [p for p in model.parameters() if p.requires_grad]
     autocast = autocast_factory(device, precision)
+    net = distributed.ddp(model)  # the model itself in a single process
 
     def step(x: torch.Tensor, y: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         optimizer.zero_grad(set_to_none=True)
-        loss, state = loss_and_grads(model, params, x, y, state, clip, autocast)
+        loss, state = loss_and_grads(net, params, x, y, state, clip, autocast)
         optimizer.step()
         return loss, detach_state(state)
 
@@ -53,9 +68,9 @@ def build_train_step(
     optimizer: torch.optim.Optimizer,
     device: torch.device,
 ) -> StepFn:
-    """The one switch between the plain step and the captured one (`uses_graphs`); both have
-    the same signature and give the same parameters (tests hold them equal)."""
-    if uses_graphs(config, device):
+    """The one switch between the plain step and the captured one (`captures_training`);
+    both have the same signature and give the same parameters (tests hold them equal)."""
+    if captures_training(config, device):
         return GraphedTrainStep(
             model,
             optimizer,

@@ -11,6 +11,11 @@ As TensorFlow's ``ptb_word_lm.py`` tutorial:
   the whole test stream — the tutorial's batch-1 x step-1 evaluation, run in long chunks (the
   numbers are the same).
 
+Under torchrun (N processes, `unroll.engine.distributed`) the train and valid streams are laid
+out as N·B rows and rank r takes rows r·B .. r·B+B-1 with its own carried state, so the job
+sees exactly the batches of one process with batch N·B; validation sums each rank's rows'
+NLL over the ranks; the test evaluation (batch 1, one stream) is rank 0's.
+
 The step (`unroll.recipes.lm.steps`) reads no value on the host: losses are summed on the
 device and read at progress updates and once per epoch, which is what lets the captured
 CUDA-graph step replace it.
@@ -30,6 +35,7 @@ import torch
 from unroll.data.batching import batchify, bptt_tensors, epoch_size
 from unroll.data.corpora import resolve_corpus
 from unroll.data.text import Corpus, Vocabulary
+from unroll.engine import distributed
 from unroll.engine.device import (
     effective_precision,
     matmul_precision,
@@ -78,9 +84,10 @@ class LMResult(Result):
 
 def _check_sizes(config: LMConfig, corpus: Corpus) -> None:
     """A `UserError` when a split is too short for its batch layout (before any run dir)."""
+    rows = distributed.global_batch(config.batch_size)  # N·B rows under torchrun
     for split, B, T in (
-        ("train", config.batch_size, config.num_steps),
-        ("valid", config.batch_size, config.num_steps),
+        ("train", rows, config.num_steps),
+        ("valid", rows, config.num_steps),
         ("test", config.eval_batch_size, 1),
     ):
         try:
@@ -132,8 +139,9 @@ def train(
     argv: list[str] | None = None,
     stream: TextIO | None = None,
     sample_tokens: int | None = None,
-) -> LMResult:
-    """Train a language model; returns the results (also written to ``RUN_DIR/results.json``).
+) -> LMResult | None:
+    """Train a language model; returns the results (also written to ``RUN_DIR/results.json``;
+    None on the ranks other than 0 of a torchrun job).
 
     `config`: an `LMConfig` (default: the ``demo`` preset); `data` overrides ``config.data``;
     `out`: the run directory (default ``runs/<name>-<timestamp>``); `resume`: a run directory
@@ -198,8 +206,10 @@ def fit_lm(
     """The language model's epochs on the engine's loop: batch i is X[i], Y[i] ([n, B, T],
     staged on the device), the LSTM state is carried across the windows of an epoch (truncated
     BPTT) and zero at its start; the step is the plain or the captured one (`build_train_step`,
-    or `train_step` when built already). `benchmarks/ptb_speed.py` times this same function."""
+    or `train_step` when built already). `benchmarks/ptb_speed.py` times this same function.
+    Under torchrun X, Y are this rank's rows (`distributed.rows`)."""
     B, T = config.batch_size, config.num_steps
+    rows = distributed.global_batch(B)  # the one-process batch this job equals
     n_steps = X.shape[0]
     if config.max_steps_per_epoch is not None:
         n_steps = min(n_steps, config.max_steps_per_epoch)
@@ -227,10 +237,11 @@ def fit_lm(
         mode="min",
         lr_at=lambda epoch: lr_at(config, epoch),
         on_epoch_start=start_epoch,
-        # Each step's loss is the window's NLL / B: the epoch's NLL is the sum times B.
+        # Each step's loss is the window's NLL / B: the epoch's NLL is the sum times B (the
+        # loss sum is the one-process run's, whose batch is N·B rows).
         train_metrics=lambda total, steps: {
-            "train_ppl": perplexity(total * B, steps * B * T),
-            "tokens": steps * B * T,
+            "train_ppl": perplexity(total * rows, steps * rows * T),
+            "tokens": steps * rows * T,
         },
         bar_values=lambda total, steps: {"ppl": torch.exp(total / (steps * T))},
         items_per_batch=B * T,
@@ -243,7 +254,7 @@ def fit_lm(
 
 def _train(
     run: Run, config: LMConfig, corpus: Corpus, device: torch.device, sample_tokens: int | None
-) -> LMResult:
+) -> LMResult | None:
     """The run proper, once every input has been checked (see `train`)."""
     seed_everything(config.seed)
     model = build_model(config, len(corpus.vocab)).to(device)
@@ -256,20 +267,24 @@ def _train(
     )
 
     B, T = config.batch_size, config.num_steps
+    rows = distributed.global_batch(B)  # N·B under torchrun; this rank's are rows(B)
     # Every training batch, staged once on the device: X[i], Y[i] are batch i, [B, T] each.
-    X, Y = bptt_tensors(batchify(corpus.train, B).to(device), T)  # [n, B, T]
+    train = batchify(corpus.train, rows)[distributed.rows(B)]  # [B, L]
+    X, Y = bptt_tensors(train.to(device), T)  # [n, B, T]
     graphs = uses_graphs(config, device)
 
     def evaluate() -> dict[str, float]:
         nll, tokens = evaluate_ids(
             model,
             corpus.valid,
-            B,
+            rows,
             T,
             chunk_steps=config.eval_num_steps,
             precision=config.precision,
             graphs=graphs,
+            rows=distributed.rows(B),
         )
+        nll, tokens = distributed.all_sum(nll, tokens)
         return {"valid_ppl": perplexity(nll, tokens)}
 
     t_start = time.perf_counter()
@@ -284,6 +299,8 @@ def _train(
         evaluate,
         checkpoint_extra=lambda: {"vocab": corpus.vocab.to_list()},
     )
+    if not run.main:
+        return None  # the test evaluation is rank 0's: it alone has the checkpoints
 
     # Test perplexity of the best model (lowest validation perplexity), batch 1 by default.
     best = run.load_best(model)
