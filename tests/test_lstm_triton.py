@@ -339,6 +339,20 @@ def test_graph_cache_replays_on_its_own_buffers(monkeypatch):
     assert (rec.captures, len(cache.entries)) == (4, 2)
 
 
+def test_graph_cache_turns_off_when_a_capture_fails(monkeypatch):
+    def failing(fn):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    cache = GraphCache(failing, lambda t: ("stream", 0))
+    monkeypatch.setattr(lstm_triton, "graphs", cache)
+    inputs = loops_inputs(3, True, False)
+    got = [loops_buffers(TritonLoops, *inputs) for _ in range(3)]  # eager, failed capture, eager
+    assert "capture failed (RuntimeError" in cache.disabled and not cache.entries
+    for r in got[1:]:
+        for k in r:
+            torch.testing.assert_close(r[k], got[0][k], rtol=0, atol=0)
+
+
 def test_graph_cache_steps_aside_when_capturing_or_off(monkeypatch):
     cache = lstm_triton.graphs
     assert cache.context(torch.zeros(1)) is None  # CPU tensors: eager

@@ -333,7 +333,7 @@ class GraphCache:
     touches: a call copies its inputs in, replays, and copies its outputs out, all on the
     caller's current stream. What it guarantees:
       - a replay reads and writes only the entry's own buffers, never a caller's tensor that may
-        since have been freed or reused; the results equal an eager run of the same kernels;
+        since have been freed or reused (the weights are copied in too);
       - everything a graph bakes in is in its key: the loop, every buffer's shape and dtype
         (None for an absent one: peepholes, dCx), the device and the current stream (two
         streams never share an entry's buffers); the copy-in, replay, copy-out sequence of a
@@ -341,8 +341,11 @@ class GraphCache:
       - it is never used while a stream is being captured (an outer graph, e.g. the language
         model's captured step, captures the eager loop instead), and a shape is captured on
         its second call, so a one-off shape costs no capture.
-    The price: capturing syncs the device once per entry, and each entry keeps its buffers and
-    graph memory until evicted (at most ``capacity`` entries, least recently used first).
+    A capture that fails turns the cache off for the process (``disabled`` says why); that
+    call's results come from the eager warm-up run. The price: capturing syncs the device once
+    per entry, and each entry keeps its buffers and graph memory until evicted (at most
+    ``capacity`` entries, least recently used first; `clear` frees them all).
+    Results equal the eager loops' up to the GEMM algorithm cuBLAS picks inside a capture.
     ``capture(fn)`` records fn and returns a replay function; ``context(tensor)`` says under
     which device/stream key the cache applies now, or None (eager). Both are arguments so that
     the CPU tests can run the bookkeeping with a stand-in that replays by calling fn again.
@@ -358,11 +361,12 @@ class GraphCache:
         self.entries: OrderedDict = OrderedDict()  # key -> (static buffers, replay)
         self.seen: OrderedDict = OrderedDict()  # keys called once (captured on the next call)
         self.lock = threading.Lock()
+        self.disabled: str | None = None  # why the cache is off for good (a capture failed)
 
     def run(self, loop, tensors: dict, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> bool:
         """``loop(**tensors)`` through a cached graph; False (nothing done) when the caller
         should run it eagerly instead."""
-        where = self.context(tensors[inputs[0]])
+        where = None if self.disabled else self.context(tensors[inputs[0]])
         if where is None:
             return False
         shapes = tuple(
@@ -385,10 +389,14 @@ class GraphCache:
                 }
                 self._copy(static, tensors, inputs)
                 loop(**static)  # the warm-up (compiles, picks GEMM algorithms) computes this call
-                replay = self.capture(lambda: loop(**static))
-                self.entries[key] = static, replay
-                if len(self.entries) > self.capacity:
-                    self.entries.popitem(last=False)
+                try:
+                    replay = self.capture(lambda: loop(**static))
+                except Exception as e:  # noqa: BLE001 - a failed capture: eager from now on
+                    self.disabled = f"capture failed ({type(e).__name__}: {e})"
+                else:
+                    self.entries[key] = static, replay
+                    if len(self.entries) > self.capacity:
+                        self.entries.popitem(last=False)
             else:
                 self.entries.move_to_end(key)
                 static, replay = entry
@@ -480,15 +488,18 @@ def _why_not(device: torch.device, dtype: torch.dtype) -> str | None:
 
 
 def _probe(device: torch.device, dtype: torch.dtype, reference) -> str | None:
-    """Run both loops on tiny shapes (peepholes, and coupled) and compare; None if they agree."""
+    """Run both loops on tiny shapes (peepholes; coupled without) and compare; None if they
+    agree."""
     tol = {torch.float32: 1e-4, torch.float64: 1e-10}.get(dtype, 5e-2)
     gen = torch.Generator(device="cpu").manual_seed(0)
     T, B, H = 3, 2, 16
-    for nb in (4, 3):
+    for nb, peephole in ((4, True), (3, False)):  # each value of COUPLED and PEEP
         r = [torch.randn(*s, generator=gen) * 0.5 for s in ((T, B, nb * H), (B, H), (B, H))]
         r += [torch.randn(*s, generator=gen) * 0.5 for s in ((nb * H, H), (nb - 2, H), (H,))]
         r += [torch.randn(T, B, H, generator=gen)]
         A, h0, c0, w_hh, peep_in, peep_o, dY = (v.to(device, dtype) for v in r)
+        if not peephole:
+            peep_in = peep_o = None
         results = []
         for run_forward, run_backward in (
             (forward_loop, backward_loop),
