@@ -255,11 +255,63 @@ def test_activations_accurate_and_saturate():
     assert torch.equal(g[a4[:, 2] < -10], -torch.ones_like(g[a4[:, 2] < -10]))
 
 
+# --- the persistent kernels (opt-in): one launch per pass, W_hh on chip, a grid barrier per step.
+# The interpreter runs a grid's programs one after another, so a barrier can only be passed
+# with one program: these tests run H ≤ 16 (one program) and hold the kernels' math equal to
+# the reference; the barrier between programs is compiled (above) but has not run anywhere.
+
+
+@pytest.fixture
+def persistent(monkeypatch):
+    monkeypatch.setenv("UNROLL_TRITON_PERSISTENT", "1")
+    A = torch.empty(T, B, 4 * H, device=DEVICE)
+    assert lstm_triton._persistent_config(A, H, None) is not None  # the tests below take it
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_persistent_float32_equals_reference_and_python_loops(variant, persistent, monkeypatch):
+    got, python, reference = run_three(torch.float32, LENGTHS, monkeypatch, **VARIANTS[variant])
+    assert_all_close(got, reference, 1e-5, 1e-5, "vs the reference cell:")
+    assert_all_close(got, python, 1e-5, 1e-5, "vs the Python loops:")
+
+
+def test_persistent_float64_and_bfloat16(persistent, monkeypatch):
+    variant = VARIANTS["peephole+coupled"]
+    got, _, reference = run_three(torch.float64, None, monkeypatch, steps=1, **variant)
+    assert_all_close(got, reference, 1e-12, 1e-12, "float64, T = 1:")
+    got, python, reference = run_three(torch.bfloat16, LENGTHS, monkeypatch, **VARIANTS["peephole"])
+    for k, (a, p, r) in enumerate(zip(got, python, reference, strict=True)):
+        err, err_python = (a - r).abs(), (p - r).abs()
+        assert (err <= BF16_TOL * (1 + r.abs())).all(), (k, err.max())
+        scale = r.abs().max().item()
+        assert err.max() <= 2 * err_python.max() + scale * 2**-8, (k, err.max(), err_python.max())
+
+
+def test_persistent_buffers_equal_the_python_loops(persistent):
+    inputs = loops_inputs(3, True, True)
+    got, want = (loops_buffers(lp, *inputs) for lp in (TritonLoops, PythonLoops))
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_persistent_applies_only_where_it_fits(monkeypatch):
+    def fits(T_, B_, H_, nb=4):
+        return lstm_triton._persistent_config(torch.empty(T_, B_, nb * H_), H_, None) is not None
+
+    assert not fits(5, 3, 13)  # off unless asked for
+    monkeypatch.setenv("UNROLL_TRITON_PERSISTENT", "1")
+    assert fits(5, 3, 13) and fits(5, 64, 16) and not fits(5, 65, 16)  # batch ≤ 64
+    monkeypatch.setattr(lstm_triton, "_resident_programs", lambda device: 132)  # an H100/H200
+    assert fits(35, 20, 256) and not fits(35, 20, 257)  # W_hh tile: H ≤ 256
+    monkeypatch.setattr(lstm_triton, "_resident_programs", lambda device: 8)
+    assert fits(35, 20, 128) and not fits(35, 20, 129)  # every program resident at once
+
+
 # Compiles every step kernel specialization for the GPU (Triton's own compiler down to a cubin,
 # no GPU needed): the interpreter runs the kernels as Python and does not check what only the
 # compiler does (types, constexpr branches, what Triton's language allows).
 COMPILE_FOR_GPU = """
-import itertools, warnings
+import itertools, sys, warnings
 warnings.simplefilter("ignore")
 import triton, triton.language as tl
 from triton.backends.compiler import GPUTarget
@@ -271,34 +323,60 @@ def compile(kernel, target, dt, wide, **const):
     for name in kernel.arg_names:
         if name in const:
             sig[name] = "constexpr"
-        elif name in ("N", "H", "G"):
+        elif name in ("N", "H", "G", "T", "B"):
             sig[name] = "i32"
+        elif name == "sync":
+            sig[name] = "*i32"
         elif name in ("c_next", "dc") or (name == "c_prev" and const.get("CARRY")):
             sig[name] = "*" + wide
         else:
             sig[name] = "*" + dt
     triton.compile(ASTSource(fn=kernel, signature=sig, constexprs=const), target=target)
 
-cases = [(90, dt, c, p) for dt in ("fp32", "bf16") for c in (0, 1) for p in (0, 1)]
-cases += [(90, "fp64", 1, 1), (90, "fp16", 0, 1), (80, "bf16", 1, 1)]
-for cc, dt, coupled, peep in cases:
-    target = GPUTarget("cuda", cc, 32)
-    wide = "fp64" if dt == "fp64" else "fp32"
+def common(dt, coupled, peep):
     acc = tl.float64 if dt == "fp64" else tl.float32
-    common = dict(COUPLED=bool(coupled), PEEP=bool(peep), ACC=acc, BLOCK=256, RNE_BITS=False)
-    compile(lt._forward_step, target, dt, wide, CARRY=dt in ("bf16", "fp16"), **common)
-    compile(lt._backward_step, target, dt, wide, HAS_DCX=True, **common)
+    const = dict(COUPLED=coupled, PEEP=peep, ACC=acc, INTERP=False)
+    return "fp64" if dt == "fp64" else "fp32", const
+
+if sys.argv[1] == "step":
+    cases = [(90, dt, c, p) for dt in ("fp32", "bf16") for c in (0, 1) for p in (0, 1)]
+    cases += [(90, "fp64", 1, 1), (90, "fp16", 0, 1), (80, "bf16", 1, 1)]
+    for cc, dt, coupled, peep in cases:
+        target = GPUTarget("cuda", cc, 32)
+        wide, const = common(dt, bool(coupled), bool(peep))
+        carry = dt in ("bf16", "fp16")
+        compile(lt._forward_step, target, dt, wide, CARRY=carry, BLOCK=256, **const)
+        compile(lt._backward_step, target, dt, wide, HAS_DCX=True, BLOCK=256, **const)
+else:  # the persistent kernels (slow to compile: tl.dot)
+    cases = [(90, "bf16", 0, 1, "ieee"), (90, "bf16", 1, 1, "ieee"), (90, "fp32", 0, 1, "tf32")]
+    cases += [(90, "fp32", 1, 0, "ieee"), (90, "fp64", 0, 1, "ieee")]
+    for cc, dt, coupled, peep, precision in cases:
+        target = GPUTarget("cuda", cc, 32)
+        wide, const = common(dt, bool(coupled), bool(peep))
+        const.update(BB=32, BH=16, BK=256, PRECISION=precision)
+        compile(lt._persistent_forward, target, dt, wide, **const)
+        compile(lt._persistent_backward, target, dt, wide, HAS_DCX=True, **const)
 print("compiled", len(cases))
 """
 
 
-def test_kernels_compile_for_the_gpu():
+def compile_for_gpu(which: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    run = subprocess.run(
-        [sys.executable, "-c", COMPILE_FOR_GPU], env=env, capture_output=True, text=True
-    )
+    command = [sys.executable, "-c", COMPILE_FOR_GPU, which]
+    return subprocess.run(command, env=env, capture_output=True, text=True)
+
+
+def test_step_kernels_compile_for_the_gpu():
+    run = compile_for_gpu("step")
     assert run.returncode == 0 and "compiled 11" in run.stdout, run.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_persistent_kernels_compile_for_the_gpu():
+    """About a minute and a half on 2 cores (float32 "ieee" tl.dot compiles to FMAs, slowly)."""
+    run = compile_for_gpu("persistent")
+    assert run.returncode == 0 and "compiled 5" in run.stdout, run.stderr[-3000:]
 
 
 class Recorder:

@@ -26,6 +26,14 @@ stored in the tensors' dtype, as cuDNN keeps its reserve space; the cell gradien
 float32 in backward the same way. The recurrent GEMMs run in the tensors' dtype with cuBLAS's
 float32 accumulation.
 
+Persistent kernels (opt-in, ``UNROLL_TRITON_PERSISTENT=1``; stretch, unmeasured): ONE launch per
+pass for the whole sequence, for batch ≤ 64 and H ≤ 256. Each program owns 16 hidden units j,
+keeps their rows of W_hh (forward: the recurrent GEMM is tl.dot inside the kernel) or columns
+(backward: dh = dG[t+1] · W_hh) and their cell state (or its gradient) on chip for all T steps,
+and waits at a grid-wide barrier (`_grid_sync`) after each step, since the next step reads every
+program's h_t (or dG[t]). The same buffers, same contents. The barrier needs every program
+resident at once: at most one program per SM. Where they do not apply, the step loops run.
+
 CUDA graphs: the loops do no host sync, allocate only fixed-size buffers and branch only on
 shapes, so a captured step (`unroll.engine.cuda_graphs.GraphedStep`) captures them whole.
 Outside a capture, repeated calls with the same shapes replay a cached captured graph of the
@@ -34,7 +42,8 @@ whole loop (`GraphCache`: what it guarantees is in its docstring).
 `loops(device, dtype, reference)` (called by `lstm_fused.time_loops`) returns `TritonLoops` when
 Triton is importable, the kernels compile for this device and dtype, and a one-time probe on
 tiny shapes agrees with the reference loops; else None, and `unavailable_reason()` says why.
-``UNROLL_TRITON=0`` turns the Triton loops off; ``UNROLL_TRITON_GRAPHS=0`` the graph cache.
+``UNROLL_TRITON=0`` turns the Triton loops off; ``UNROLL_TRITON_GRAPHS=0`` the graph cache;
+``UNROLL_TRITON_PERSISTENT=1`` turns the persistent kernels on.
 
 Tests run the kernels on the CPU in Triton's interpreter (``TRITON_INTERPRET=1``, set before
 Triton is imported): `TritonLoops` runs on CPU tensors there, for tests only.
@@ -62,6 +71,15 @@ else:
 ENV = "UNROLL_TRITON"
 GRAPHS_ENV = "UNROLL_TRITON_GRAPHS"
 DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+PERSISTENT_ENV = "UNROLL_TRITON_PERSISTENT"
+# The persistent kernels (opt-in, UNROLL_TRITON_PERSISTENT=1): one launch per layer, direction
+# and pass; each program keeps the W_hh rows (forward) or columns (backward) of its
+# PERSISTENT_UNITS hidden units in registers for all T steps — nb·BK·PERSISTENT_UNITS values with
+# BK = H rounded up to a power of two, at most PERSISTENT_MAX_TILE (H ≤ 256) — and waits for
+# the whole grid after each step (the next step reads every program's h_t, or dG_t).
+PERSISTENT_UNITS = 16  # tl.dot needs ≥ 16 in each dimension
+PERSISTENT_MAX_TILE = 16384
+PERSISTENT_MAX_BATCH = 64
 # Units (b, j) per program. At the PTB shapes (B·H = 4000 to 13000) 256 gives 16 to 51
 # programs, one wave on any recent GPU; the step is latency-bound either way.
 MAX_BLOCK = 256
@@ -69,6 +87,10 @@ MAX_BLOCK = 256
 
 def _off(name: str) -> bool:
     return os.environ.get(name, "1").strip().lower() in ("0", "off", "false", "no")
+
+
+def _on(name: str) -> bool:
+    return os.environ.get(name, "0").strip().lower() in ("1", "on", "true", "yes")
 
 
 if triton is not None:
@@ -82,15 +104,103 @@ if triton is not None:
         # 1 − 2/(e^{2a} + 1): exact limits ±1 when e^{2a} overflows or vanishes (no inf/inf).
         return 1.0 - 2.0 / (tl.exp(2.0 * a) + 1.0)
 
+    # INTERP (a constexpr of every kernel): the kernels run in Triton's CPU interpreter, whose
+    # bfloat16 support differs from the GPU's: its conversion from float32 truncates, and its
+    # tl.dot multiplies bfloat16 bit patterns as integers. `_to` and `_dot` work around both.
+
     @triton.jit
-    def _to(x, ty: tl.constexpr, RNE_BITS: tl.constexpr):
-        """x in dtype ty. RNE_BITS: round to bfloat16 by bit arithmetic, to nearest even as the
-        GPU's conversion does, for Triton's interpreter, whose conversion truncates."""
-        if RNE_BITS and ty == tl.bfloat16:
+    def _to(x, ty: tl.constexpr, INTERP: tl.constexpr):
+        """x in dtype ty; in the interpreter rounded to bfloat16 by bit arithmetic, to nearest
+        even as the GPU's conversion does."""
+        if INTERP and ty == tl.bfloat16:
             bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
             bits += 0x7FFF + ((bits >> 16) & 1)
             return (bits >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
         return x.to(ty)
+
+    @triton.jit
+    def _load_gates(a, H, mask, COUPLED: tl.constexpr, ACC: tl.constexpr, CACHE: tl.constexpr = ""):
+        """The four gate values of units at ``a`` (block k at a + k·H; i, f, g, o, or f, g, o when
+        coupled — then the returned i is a placeholder, never used). CACHE: tl.load's
+        cache_modifier (".cg" for data other programs wrote during this launch)."""
+        if COUPLED:
+            f = tl.load(a, mask=mask, other=0.0, cache_modifier=CACHE).to(ACC)
+            g = tl.load(a + H, mask=mask, other=0.0, cache_modifier=CACHE).to(ACC)
+            o = tl.load(a + 2 * H, mask=mask, other=0.0, cache_modifier=CACHE).to(ACC)
+            i = f
+        else:
+            i = tl.load(a, mask=mask, other=0.0, cache_modifier=CACHE).to(ACC)
+            f = tl.load(a + H, mask=mask, other=0.0, cache_modifier=CACHE).to(ACC)
+            g = tl.load(a + 2 * H, mask=mask, other=0.0, cache_modifier=CACHE).to(ACC)
+            o = tl.load(a + 3 * H, mask=mask, other=0.0, cache_modifier=CACHE).to(ACC)
+        return i, f, g, o
+
+    @triton.jit
+    def _store_gates(a, H, mask, i, f, g, o, COUPLED: tl.constexpr, INTERP: tl.constexpr):
+        out = a.dtype.element_ty
+        if COUPLED:
+            tl.store(a, _to(f, out, INTERP), mask=mask)
+            tl.store(a + H, _to(g, out, INTERP), mask=mask)
+            tl.store(a + 2 * H, _to(o, out, INTERP), mask=mask)
+        else:
+            tl.store(a, _to(i, out, INTERP), mask=mask)
+            tl.store(a + H, _to(f, out, INTERP), mask=mask)
+            tl.store(a + 2 * H, _to(g, out, INTERP), mask=mask)
+            tl.store(a + 3 * H, _to(o, out, INTERP), mask=mask)
+
+    @triton.jit
+    def _cell_forward(
+        a_i, a_f, a_g, a_o, c, peep_in, peep_o, j, mask, H,
+        COUPLED: tl.constexpr, PEEP: tl.constexpr, ACC: tl.constexpr,
+    ):  # fmt: skip
+        """`lstm_step` from the pre-activations (recurrent term added) and c = c_{t-1}:
+        returns i, f, g, o, c_t, tanh(c_t), h_t. Peepholes of unit j: peep_in (nb − 2, H) rows
+        i, f (f alone when coupled) on c_{t-1}, peep_o (H,) on c_t."""
+        if PEEP:
+            a_f += tl.load(peep_in + (0 if COUPLED else H) + j, mask=mask, other=0.0).to(ACC) * c
+        f = _sigmoid(a_f)
+        if COUPLED:  # CIFG: i = 1 − f
+            i = 1.0 - f
+        else:
+            if PEEP:
+                a_i += tl.load(peep_in + j, mask=mask, other=0.0).to(ACC) * c
+            i = _sigmoid(a_i)
+        g = _tanh(a_g)
+        c = f * c + i * g
+        if PEEP:  # o sees c_t
+            a_o += tl.load(peep_o + j, mask=mask, other=0.0).to(ACC) * c
+        o = _sigmoid(a_o)
+        tc = _tanh(c)
+        return i, f, g, o, c, tc, o * tc
+
+    @triton.jit
+    def _cell_backward(
+        i, f, g, o, c, tc, dh, dc, peep_in, peep_o, j, mask, H,
+        COUPLED: tl.constexpr, PEEP: tl.constexpr, ACC: tl.constexpr,
+    ):  # fmt: skip
+        """The gradients of the pre-activations (dG_i, dG_f, dG_g, dG_o; dG_i a placeholder when
+        coupled) and of c_{t-1}, from the activations, c = c_{t-1}, tc = tanh(c_t), dh = dL/dh_t
+        and dc = dL/dc_t from the later steps."""
+        # h_t = o ⊙ tanh(c_t), and o's pre-activation saw c_t through its peephole
+        dG_o = dh * tc * o * (1.0 - o)
+        dc += dh * o * (1.0 - tc * tc)
+        if PEEP:
+            dc += dG_o * tl.load(peep_o + j, mask=mask, other=0.0).to(ACC)
+        dc_prev = dc * f
+        if COUPLED:  # c_t = g + f ⊙ (c_{t-1} − g)
+            dG_f = dc * (c - g) * f * (1.0 - f)
+            dG_g = dc * (1.0 - f) * (1.0 - g * g)
+            dG_i = dG_f
+        else:  # c_t = f ⊙ c_{t-1} + i ⊙ g
+            dG_i = dc * g * i * (1.0 - i)
+            dG_f = dc * c * f * (1.0 - f)
+            dG_g = dc * i * (1.0 - g * g)
+            if PEEP:
+                dc_prev += dG_i * tl.load(peep_in + j, mask=mask, other=0.0).to(ACC)
+        if PEEP:
+            w_cf = tl.load(peep_in + (0 if COUPLED else H) + j, mask=mask, other=0.0).to(ACC)
+            dc_prev += dG_f * w_cf
+        return dG_i, dG_f, dG_g, dG_o, dc_prev
 
     @triton.jit
     def _forward_step(
@@ -110,51 +220,22 @@ if triton is not None:
         CARRY: tl.constexpr,
         ACC: tl.constexpr,
         BLOCK: tl.constexpr,
-        RNE_BITS: tl.constexpr,
+        INTERP: tl.constexpr,
     ):
         n = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)  # unit b·H + j
         mask = n < N
         j = n % H
         a = A_t + (n // H) * G + j  # gate block k of unit (b, j) at a + k·H
         c = tl.load(c_prev + n, mask=mask, other=0.0).to(ACC)
-        if COUPLED:  # blocks f, g, o
-            a_f = tl.load(a, mask=mask, other=0.0).to(ACC)
-            a_g = tl.load(a + H, mask=mask, other=0.0).to(ACC)
-            a_o = tl.load(a + 2 * H, mask=mask, other=0.0).to(ACC)
-            if PEEP:  # f sees c_{t-1}
-                a_f += tl.load(peep_in + j, mask=mask, other=0.0).to(ACC) * c
-            f = _sigmoid(a_f)
-            i = 1.0 - f
-        else:  # blocks i, f, g, o
-            a_i = tl.load(a, mask=mask, other=0.0).to(ACC)
-            a_f = tl.load(a + H, mask=mask, other=0.0).to(ACC)
-            a_g = tl.load(a + 2 * H, mask=mask, other=0.0).to(ACC)
-            a_o = tl.load(a + 3 * H, mask=mask, other=0.0).to(ACC)
-            if PEEP:  # i and f see c_{t-1}
-                a_i += tl.load(peep_in + j, mask=mask, other=0.0).to(ACC) * c
-                a_f += tl.load(peep_in + H + j, mask=mask, other=0.0).to(ACC) * c
-            i = _sigmoid(a_i)
-            f = _sigmoid(a_f)
-        g = _tanh(a_g)
-        c = f * c + i * g  # c_t
-        if PEEP:  # o sees c_t
-            a_o += tl.load(peep_o + j, mask=mask, other=0.0).to(ACC) * c
-        o = _sigmoid(a_o)
-        tc = _tanh(c)
-        h = o * tc
+        a_i, a_f, a_g, a_o = _load_gates(a, H, mask, COUPLED, ACC)
+        i, f, g, o, c, tc, h = _cell_forward(
+            a_i, a_f, a_g, a_o, c, peep_in, peep_o, j, mask, H, COUPLED, PEEP, ACC
+        )
+        _store_gates(a, H, mask, i, f, g, o, COUPLED, INTERP)
         out = A_t.dtype.element_ty
-        if COUPLED:
-            tl.store(a, _to(f, out, RNE_BITS), mask=mask)
-            tl.store(a + H, _to(g, out, RNE_BITS), mask=mask)
-            tl.store(a + 2 * H, _to(o, out, RNE_BITS), mask=mask)
-        else:
-            tl.store(a, _to(i, out, RNE_BITS), mask=mask)
-            tl.store(a + H, _to(f, out, RNE_BITS), mask=mask)
-            tl.store(a + 2 * H, _to(g, out, RNE_BITS), mask=mask)
-            tl.store(a + 3 * H, _to(o, out, RNE_BITS), mask=mask)
-        tl.store(Cs_t + n, _to(c, out, RNE_BITS), mask=mask)
-        tl.store(TC_t + n, _to(tc, out, RNE_BITS), mask=mask)
-        tl.store(Y_t + n, _to(h, out, RNE_BITS), mask=mask)
+        tl.store(Cs_t + n, _to(c, out, INTERP), mask=mask)
+        tl.store(TC_t + n, _to(tc, out, INTERP), mask=mask)
+        tl.store(Y_t + n, _to(h, out, INTERP), mask=mask)
         if CARRY:
             tl.store(c_next + n, c.to(c_next.dtype.element_ty), mask=mask)
 
@@ -177,56 +258,170 @@ if triton is not None:
         HAS_DCX: tl.constexpr,
         ACC: tl.constexpr,
         BLOCK: tl.constexpr,
-        RNE_BITS: tl.constexpr,
+        INTERP: tl.constexpr,
     ):
         n = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = n < N
         j = n % H
         row = (n // H) * G + j
-        a = A_t + row
-        d = dG_t + row
         dc_t = tl.load(dc + n, mask=mask, other=0.0).to(ACC)
         if HAS_DCX:
             dc_t += tl.load(dCx_t + n, mask=mask, other=0.0).to(ACC)
         dh_t = tl.load(dh + n, mask=mask, other=0.0).to(ACC)
         c = tl.load(c_prev + n, mask=mask, other=0.0).to(ACC)  # c_{t-1}
         tc = tl.load(TC_t + n, mask=mask, other=0.0).to(ACC)
-        if COUPLED:
-            f = tl.load(a, mask=mask, other=0.0).to(ACC)
-            g = tl.load(a + H, mask=mask, other=0.0).to(ACC)
-            o = tl.load(a + 2 * H, mask=mask, other=0.0).to(ACC)
-        else:
-            i = tl.load(a, mask=mask, other=0.0).to(ACC)
-            f = tl.load(a + H, mask=mask, other=0.0).to(ACC)
-            g = tl.load(a + 2 * H, mask=mask, other=0.0).to(ACC)
-            o = tl.load(a + 3 * H, mask=mask, other=0.0).to(ACC)
-        # h_t = o ⊙ tanh(c_t), and o's pre-activation saw c_t through its peephole
-        dG_o = dh_t * tc * o * (1.0 - o)
-        dc_t += dh_t * o * (1.0 - tc * tc)
-        if PEEP:
-            dc_t += dG_o * tl.load(peep_o + j, mask=mask, other=0.0).to(ACC)
-        dc_prev = dc_t * f
-        out = dG_t.dtype.element_ty
-        if COUPLED:  # c_t = g + f ⊙ (c_{t-1} − g)
-            dG_f = dc_t * (c - g) * f * (1.0 - f)
-            dG_g = dc_t * (1.0 - f) * (1.0 - g * g)
-            if PEEP:
-                dc_prev += dG_f * tl.load(peep_in + j, mask=mask, other=0.0).to(ACC)
-            tl.store(d, _to(dG_f, out, RNE_BITS), mask=mask)
-            tl.store(d + H, _to(dG_g, out, RNE_BITS), mask=mask)
-            tl.store(d + 2 * H, _to(dG_o, out, RNE_BITS), mask=mask)
-        else:  # c_t = f ⊙ c_{t-1} + i ⊙ g
-            dG_i = dc_t * g * i * (1.0 - i)
-            dG_f = dc_t * c * f * (1.0 - f)
-            dG_g = dc_t * i * (1.0 - g * g)
-            if PEEP:
-                dc_prev += dG_i * tl.load(peep_in + j, mask=mask, other=0.0).to(ACC)
-                dc_prev += dG_f * tl.load(peep_in + H + j, mask=mask, other=0.0).to(ACC)
-            tl.store(d, _to(dG_i, out, RNE_BITS), mask=mask)
-            tl.store(d + H, _to(dG_f, out, RNE_BITS), mask=mask)
-            tl.store(d + 2 * H, _to(dG_g, out, RNE_BITS), mask=mask)
-            tl.store(d + 3 * H, _to(dG_o, out, RNE_BITS), mask=mask)
-        tl.store(dc + n, _to(dc_prev, dc.dtype.element_ty, RNE_BITS), mask=mask)
+        i, f, g, o = _load_gates(A_t + row, H, mask, COUPLED, ACC)
+        dG_i, dG_f, dG_g, dG_o, dc_t = _cell_backward(
+            i, f, g, o, c, tc, dh_t, dc_t, peep_in, peep_o, j, mask, H, COUPLED, PEEP, ACC
+        )
+        _store_gates(dG_t + row, H, mask, dG_i, dG_f, dG_g, dG_o, COUPLED, INTERP)
+        tl.store(dc + n, _to(dc_t, dc.dtype.element_ty, INTERP), mask=mask)
+
+    @triton.jit
+    def _dot(x, w, PRECISION: tl.constexpr, ACC: tl.constexpr, INTERP: tl.constexpr):
+        """x · w accumulated in ACC (in the interpreter from float32 copies: bfloat16 products
+        are exact in float32, so this is the GPU's math up to the order of the sums)."""
+        if INTERP:
+            return tl.dot(x.to(ACC), w.to(ACC), input_precision="ieee", out_dtype=ACC)
+        return tl.dot(x, w, input_precision=PRECISION, out_dtype=ACC)
+
+    @triton.jit
+    def _grid_sync(counter, target):
+        """Wait until ``target`` arrivals at ``counter`` (an int32 in global memory, zero at launch)
+        counting this one: a grid-wide barrier, for a grid whose programs are all resident at
+        once (a program spinning here would otherwise wait for one that never starts)."""
+        tl.debug_barrier()  # every thread of this program has issued its stores
+        seen = tl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") + 1
+        while seen < target:
+            seen = tl.atomic_add(counter, 0, sem="acquire", scope="gpu")
+        tl.debug_barrier()
+
+    @triton.jit
+    def _persistent_forward(
+        A,  # (T, B, G) in: pre-activations; out: activations
+        h0,  # (B, H)
+        c0,  # (B, H)
+        w_hh,  # (G, H)
+        peep_in,
+        peep_o,
+        Cs,  # (T, B, H) out
+        TC,  # (T, B, H) out
+        Y,  # (T, B, H) out
+        sync,  # int32 zero: the grid barrier's counter
+        T,
+        B,
+        H,
+        G,
+        COUPLED: tl.constexpr,
+        PEEP: tl.constexpr,
+        ACC: tl.constexpr,
+        INTERP: tl.constexpr,
+        BB: tl.constexpr,  # batch rows, padded (≥ 16 for tl.dot)
+        BH: tl.constexpr,  # units per program
+        BK: tl.constexpr,  # H padded
+        PRECISION: tl.constexpr,  # tl.dot's input_precision
+    ):
+        P = tl.num_programs(0)
+        b = tl.arange(0, BB)[:, None]  # (BB, 1)
+        j = tl.program_id(0) * BH + tl.arange(0, BH)[None, :]  # (1, BH): this program's units
+        k = tl.arange(0, BK)
+        mask = (b < B) & (j < H)  # (BB, BH)
+        h_mask = (b < B) & (k[None, :] < H)  # (BB, BK)
+        # This program's rows of W_hh, on chip for all T steps: W_x[kk, jj] = w_hh[x·H + j, kk]
+        w = w_hh + j * H + k[:, None]  # (BK, BH)
+        w_mask = (k[:, None] < H) & (j < H)
+        W_i, W_f, W_g, W_o = _load_gates(w, H * H, w_mask, COUPLED, w_hh.dtype.element_ty)
+        c = tl.load(c0 + b * H + j, mask=mask, other=0.0).to(ACC)  # c_{t-1}, on chip too
+        out = A.dtype.element_ty
+        for t in range(T):
+            first = tl.full((1, 1), t, tl.int32) == 0  # a tensor: masks take no Python bool
+            # h_{t-1}: h0, or every program's h from the last step (.cg: from L2, not a stale L1)
+            h_first = tl.load(h0 + b * H + k[None, :], mask=h_mask & first, other=0.0)
+            hp = Y + (t - 1) * B * H + b * H + k[None, :]
+            h = tl.load(hp, mask=h_mask & ~first, other=0.0, cache_modifier=".cg")
+            h = tl.where(first, h_first, h)
+            a = A + t * B * G + b * G + j
+            a_i, a_f, a_g, a_o = _load_gates(a, H, mask, COUPLED, ACC)
+            a_f += _dot(h, W_f, PRECISION, ACC, INTERP)
+            if not COUPLED:
+                a_i += _dot(h, W_i, PRECISION, ACC, INTERP)
+            a_g += _dot(h, W_g, PRECISION, ACC, INTERP)
+            a_o += _dot(h, W_o, PRECISION, ACC, INTERP)
+            i, f, g, o, c, tc, h_t = _cell_forward(
+                a_i, a_f, a_g, a_o, c, peep_in, peep_o, j, j < H, H, COUPLED, PEEP, ACC
+            )
+            _store_gates(a, H, mask, i, f, g, o, COUPLED, INTERP)
+            s = t * B * H + b * H + j
+            tl.store(Cs + s, _to(c, out, INTERP), mask=mask)
+            tl.store(TC + s, _to(tc, out, INTERP), mask=mask)
+            tl.store(Y + s, _to(h_t, out, INTERP), mask=mask)
+            _grid_sync(sync, (t + 1) * P)  # step t + 1 reads every program's h_t
+
+    @triton.jit
+    def _persistent_backward(
+        A,  # (T, B, G) activations
+        Cs,  # (T, B, H)
+        TC,  # (T, B, H)
+        c0,  # (B, H)
+        w_hh,  # (G, H)
+        peep_in,
+        peep_o,
+        dY,  # (T, B, H)
+        dCx,  # (T, B, H) (used when HAS_DCX)
+        dc,  # (B, H) in: dc_n; out: dL/dc_0
+        dG,  # (T, B, G) out
+        sync,
+        T,
+        B,
+        H,
+        G,
+        COUPLED: tl.constexpr,
+        PEEP: tl.constexpr,
+        HAS_DCX: tl.constexpr,
+        ACC: tl.constexpr,
+        INTERP: tl.constexpr,
+        BB: tl.constexpr,
+        BH: tl.constexpr,
+        BK: tl.constexpr,
+        PRECISION: tl.constexpr,
+    ):
+        P = tl.num_programs(0)
+        b = tl.arange(0, BB)[:, None]
+        j = tl.program_id(0) * BH + tl.arange(0, BH)[None, :]
+        k = tl.arange(0, BK)
+        mask = (b < B) & (j < H)
+        g_mask = (b < B) & (k[None, :] < H)  # (BB, BK): one gate block of dG[t+1]
+        # dh_t[:, j] = Σ_x dG[t+1][:, x·H + kk] · w_hh[x·H + kk, j]: W_x[kk, jj] = w_hh[x·H + kk, j]
+        w = w_hh + k[:, None] * H + j
+        w_mask = (k[:, None] < H) & (j < H)
+        W_i, W_f, W_g, W_o = _load_gates(w, H * H, w_mask, COUPLED, w_hh.dtype.element_ty)
+        dc_t = tl.load(dc + b * H + j, mask=mask, other=0.0).to(ACC)  # on chip for all steps
+        out = dG.dtype.element_ty
+        for s in range(T):
+            t = T - 1 - s
+            t_ = tl.full((1, 1), t, tl.int32)  # a tensor: masks take no Python bool
+            u = t * B * H + b * H + j
+            dh = tl.load(dY + u, mask=mask, other=0.0).to(ACC)
+            later = dG + (t + 1) * B * G + b * G + k[None, :]  # every program's dG[t+1]
+            d_i, d_f, d_g, d_o = _load_gates(later, H, g_mask & (t_ < T - 1), COUPLED, out, ".cg")
+            dh += _dot(d_f, W_f, PRECISION, ACC, INTERP)
+            if not COUPLED:
+                dh += _dot(d_i, W_i, PRECISION, ACC, INTERP)
+            dh += _dot(d_g, W_g, PRECISION, ACC, INTERP)
+            dh += _dot(d_o, W_o, PRECISION, ACC, INTERP)
+            if HAS_DCX:
+                dc_t += tl.load(dCx + u, mask=mask, other=0.0).to(ACC)
+            c = tl.load(c0 + b * H + j, mask=mask & (t_ == 0), other=0.0).to(ACC)
+            c += tl.load(Cs + u - B * H, mask=mask & (t_ > 0), other=0.0).to(ACC)
+            tc = tl.load(TC + u, mask=mask, other=0.0).to(ACC)
+            row = t * B * G + b * G + j
+            i, f, g, o = _load_gates(A + row, H, mask, COUPLED, ACC)
+            dG_i, dG_f, dG_g, dG_o, dc_t = _cell_backward(
+                i, f, g, o, c, tc, dh, dc_t, peep_in, peep_o, j, j < H, H, COUPLED, PEEP, ACC
+            )
+            _store_gates(dG + row, H, mask, dG_i, dG_f, dG_g, dG_o, COUPLED, INTERP)
+            _grid_sync(sync, (s + 1) * P)  # step t − 1 reads every program's dG[t]
+        tl.store(dc + b * H + j, _to(dc_t, dc.dtype.element_ty, INTERP), mask=mask)
 
     # True when TRITON_INTERPRET=1 made the kernels above run in Triton's CPU interpreter.
     _INTERPRETED = type(_forward_step).__name__ == "InterpretedFunction"
@@ -243,8 +438,43 @@ def _step_config(A: Tensor, H: int, peep_in: Tensor | None) -> dict:
         "PEEP": peep_in is not None,
         "ACC": tl.float64 if A.dtype == torch.float64 else tl.float32,
         "BLOCK": min(MAX_BLOCK, max(16, triton.next_power_of_2(N))),
-        "RNE_BITS": _INTERPRETED,
+        "INTERP": _INTERPRETED,
     }
+
+
+def _persistent_config(A: Tensor, H: int, peep_in: Tensor | None) -> tuple | None:
+    """Grid and constants of the persistent kernels, or None where they do not apply: turned off
+    (the default), batch > PERSISTENT_MAX_BATCH, W_hh too large for the programs' registers, or
+    more programs than can be resident at once (the grid barrier needs them all running; in
+    the interpreter, which runs programs one after another, that is one)."""
+    if not _on(PERSISTENT_ENV):
+        return None
+    T, B, G = A.shape
+    nb, BH, BK = G // H, PERSISTENT_UNITS, max(16, triton.next_power_of_2(H))
+    if B > PERSISTENT_MAX_BATCH or nb * BK * BH > PERSISTENT_MAX_TILE:
+        return None
+    programs = triton.cdiv(H, BH)
+    if programs > _resident_programs(A.device):
+        return None
+    fp32_tf32 = A.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32
+    return (programs,), {
+        "COUPLED": nb == 3,
+        "PEEP": peep_in is not None,
+        "ACC": tl.float64 if A.dtype == torch.float64 else tl.float32,
+        "INTERP": _INTERPRETED,
+        "BB": max(16, triton.next_power_of_2(B)),
+        "BH": BH,
+        "BK": BK,
+        "PRECISION": "tf32" if fp32_tf32 else "ieee",  # as cuBLAS does for the step loops
+    }
+
+
+def _resident_programs(device: torch.device) -> int:
+    """How many programs of a persistent kernel surely run at once: one per SM (each, 8 warps
+    holding up to 16384 weights, uses most of an SM's registers); in the interpreter, one."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 1
 
 
 def _wide(dtype: torch.dtype) -> torch.dtype:
@@ -264,6 +494,16 @@ def forward_loop(A, h0, c0, w_hh, peep_in, peep_o, Cs, TC, Y) -> None:
     T, B, G = A.shape
     H = h0.shape[1]
     _check_contiguous(A=A, h0=h0, c0=c0, Cs=Cs, TC=TC, Y=Y, peep_in=peep_in, peep_o=peep_o)
+    persistent = _persistent_config(A, H, peep_in)
+    if persistent is not None:
+        grid, cfg = persistent
+        sync = torch.zeros((), dtype=torch.int32, device=A.device)
+        unused = A
+        peeps = (unused if peep_in is None else peep_in, unused if peep_o is None else peep_o)
+        _persistent_forward[grid](
+            A, h0, c0, w_hh, *peeps, Cs, TC, Y, sync, T, B, H, G, num_warps=8, **cfg
+        )  # fmt: skip
+        return
     cfg = _step_config(A, H, peep_in)
     grid = (triton.cdiv(cfg["N"], cfg["BLOCK"]),)
     # 16-bit storage: c is carried in float32 between steps (the copy in Cs[t] is for backward).
@@ -298,6 +538,18 @@ def backward_loop(A, Cs, TC, c0, w_hh, peep_in, peep_o, dY, dCx, dc, dG) -> None
     H = c0.shape[1]
     _check_contiguous(A=A, Cs=Cs, TC=TC, c0=c0, dY=dY, dCx=dCx, dc=dc, dG=dG)
     _check_contiguous(peep_in=peep_in, peep_o=peep_o)
+    persistent = _persistent_config(A, H, peep_in)
+    if persistent is not None:
+        grid, cfg = persistent
+        sync = torch.zeros((), dtype=torch.int32, device=A.device)
+        unused = A
+        peeps = (unused if peep_in is None else peep_in, unused if peep_o is None else peep_o)
+        dcx = unused if dCx is None else dCx
+        _persistent_backward[grid](
+            A, Cs, TC, c0, w_hh, *peeps, dY, dcx, dc, dG, sync, T, B, H, G,
+            HAS_DCX=dCx is not None, num_warps=8, **cfg,
+        )  # fmt: skip
+        return
     cfg = _step_config(A, H, peep_in)
     grid = (triton.cdiv(cfg["N"], cfg["BLOCK"]),)
     wide = _wide(A.dtype)
