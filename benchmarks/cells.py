@@ -11,8 +11,8 @@ those). Shapes are the PTB Small/Medium language models (Zaremba et al. 2014), 2
     python benchmarks/cells.py --device cuda --quick
 
 On CUDA a "triton" section adds, per shape and dtype (float32, bfloat16), cuDNN's nn.LSTM and
-every variant through the fused kernel's Triton loops (graphs cached, eager, persistent kernel)
-and its Python loops, with ratios to cuDNN in the same dtype.
+every variant through the fused kernel's Triton loops (graphs cached, and eager) and its Python
+loops, with ratios to cuDNN in the same dtype.
 """
 
 from __future__ import annotations
@@ -111,9 +111,9 @@ CUDA_LOOPS = {  # environment for each row: which time loops the fused LSTM runs
     "triton": {},  # Triton step kernels; repeated shapes replay a cached captured graph
     "triton-eager": {"UNROLL_TRITON_GRAPHS": "0"},  # the same kernels, launched one by one
     "python": {"UNROLL_TRITON": "0"},  # PythonLoops: several launches per step
-    # one launch per pass where it applies (batch <= 64, H <= 256: Small), else as "triton"
-    "persistent": {"UNROLL_TRITON_PERSISTENT": "1"},
 }
+# The persistent kernels are not a row: they compile for minutes (float32 without TF32: tl.dot
+# as FMAs). Run the whole benchmark with UNROLL_TRITON_PERSISTENT=1 --shapes small for them.
 
 
 def with_env(step, env: dict[str, str]):
