@@ -9,6 +9,10 @@ those). Shapes are the PTB Small/Medium language models (Zaremba et al. 2014), 2
     python benchmarks/cells.py --threads 2     # the issue's 2-core target
     python benchmarks/cells.py --threads 1 --clock thread   # CPU time: steadier on a busy box
     python benchmarks/cells.py --device cuda --quick
+
+On CUDA a "triton" section adds, per shape and dtype (float32, bfloat16), cuDNN's nn.LSTM and
+every variant through the fused kernel's Triton loops (graphs cached, and eager) and its Python
+loops, with ratios to cuDNN in the same dtype.
 """
 
 from __future__ import annotations
@@ -101,6 +105,60 @@ def bench_shape(name: str, device: torch.device, warmup: int, repeats: int, cloc
     }
 
 
+# --- CUDA: the fused LSTM's Triton time loops (unroll.nn.kernels.lstm_triton) vs cuDNN --------
+CUDA_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+CUDA_LOOPS = {  # environment for each row: which time loops the fused LSTM runs on CUDA
+    "triton": {},  # Triton step kernels; repeated shapes replay a cached captured graph
+    "triton-eager": {"UNROLL_TRITON_GRAPHS": "0"},  # the same kernels, launched one by one
+    "python": {"UNROLL_TRITON": "0"},  # PythonLoops: several launches per step
+}
+# The persistent kernels are not a row: they compile for minutes (float32 without TF32: tl.dot
+# as FMAs). Run the whole benchmark with UNROLL_TRITON_PERSISTENT=1 --shapes small for them.
+
+
+def with_env(step, env: dict[str, str]):
+    """``step`` run with ``env`` set (the loops read these variables on every call)."""
+
+    def run() -> None:
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            step()
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k)
+                else:
+                    os.environ[k] = v
+
+    return run
+
+
+def bench_triton_shape(name: str, device: torch.device, warmup: int, repeats: int, clock) -> dict:
+    """Per dtype: cuDNN's torch.nn.LSTM (the anchor, same dtype) and every LSTM variant with
+    impl="fused" under each of CUDA_LOOPS, with ratios to the anchor."""
+    T, B, H, L = SHAPES[name]
+    result = {}
+    for dname, dtype in CUDA_DTYPES.items():
+        torch.manual_seed(0)
+        x = torch.randn(T, B, H, device=device, dtype=dtype)
+        cases = {"torch.nn.LSTM": make_step(torch.nn.LSTM(H, H, L).to(device, dtype), x)}
+        for variant, kw in VARIANTS.items():
+            step = make_step(unroll.LSTM(H, H, L, impl="fused", **kw).to(device, dtype), x)
+            for loops, env in CUDA_LOOPS.items():
+                cases[f"LSTM/{variant}/{loops}"] = with_env(step, env)
+        # warm-up >= 2: a shape's graph is captured on its second call
+        ms = time_cases(cases, device, max(warmup, 2), repeats, clock)
+        base = ms["torch.nn.LSTM"]
+        result[dname] = {
+            "ms": {k: round(v, 3) for k, v in ms.items()},
+            "ratio_to_cudnn": {
+                k: round(v / base, 3) for k, v in ms.items() if k != "torch.nn.LSTM"
+            },
+        }
+    return {"T": T, "B": B, "H": H, "layers": L, **result}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -151,6 +209,20 @@ def main(argv: list[str] | None = None) -> None:
         "metric": f"median ms ({args.clock} clock) of forward + backward of y.sum()",
         "shapes": {s: bench_shape(s, device, warmup, repeats, CLOCKS[args.clock]) for s in shapes},
     }
+    if device.type == "cuda":
+        from unroll.nn.kernels import lstm_triton
+
+        result["triton"] = {
+            "shapes": {
+                s: bench_triton_shape(s, device, warmup, repeats, CLOCKS[args.clock])
+                for s in shapes
+            },
+            # what ran: "triton", or why the Python loops did (lstm_triton's probe)
+            "loops": {
+                d: lstm_triton.unavailable_reason(device, t) or "triton"
+                for d, t in CUDA_DTYPES.items()
+            },
+        }
     print(json.dumps(result))
 
 

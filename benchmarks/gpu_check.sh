@@ -42,5 +42,5 @@ summary "tests exit $? ($(tail -n 1 "$OUT/tests.txt"))"
 timeout 150 $PY benchmarks/ptb_speed.py --all --steps 300 > "$OUT/ptb_speed.json" 2>> "$OUT/summary.txt"
 summary "ptb_speed exit $?"
 
-timeout 120 $PY benchmarks/cells.py --device cuda > "$OUT/cells.json" 2>> "$OUT/summary.txt"
+timeout 180 $PY benchmarks/cells.py --device cuda > "$OUT/cells.json" 2>> "$OUT/summary.txt"
 summary "cells exit $?"

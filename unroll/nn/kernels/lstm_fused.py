@@ -242,8 +242,15 @@ class PythonLoops:
 
 
 def time_loops(device: torch.device, dtype: torch.dtype):
-    """The loops the fused LSTM runs for tensors of this device and dtype: the compiled CPU
-    loops where they can be had (float32/float64 on CPU), else `PythonLoops`."""
+    """The loops the fused LSTM runs for tensors of this device and dtype: on CUDA the Triton
+    loops where they work (`lstm_triton`), the compiled CPU loops where they can be had
+    (float32/float64 on CPU), else `PythonLoops`."""
+    if device.type == "cuda":
+        from unroll.nn.kernels import lstm_triton
+
+        fused = lstm_triton.loops(device, dtype, reference=PythonLoops)
+        if fused is not None:
+            return fused
     if device.type == "cpu" and dtype in (torch.float32, torch.float64):
         from unroll.nn.kernels import lstm_cpu
 
