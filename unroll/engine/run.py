@@ -76,7 +76,9 @@ def resume_point(recipe: Recipe, path: str | Path, overrides: Any = ()) -> Resum
             f"command of its own recipe)"
         )
     if ckpt is not None:
-        saved_dict = ckpt["config"]  # what the weights were trained with
+        saved_dict = ckpt.get("config")  # what the weights were trained with
+        if not isinstance(saved_dict, dict):
+            raise UserError(f"{last}: the checkpoint has no config")
         meta_id = _meta(run_dir).get("run_id")
         if meta_id is not None and ckpt.get("run_id") not in (None, meta_id):
             raise UserError(
