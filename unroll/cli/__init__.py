@@ -77,6 +77,12 @@ def build_parser() -> Parser:
     return parser
 
 
+def one_line(message: str) -> str:
+    """`message` on one line: a line break in it (from a path or a value the user typed) is
+    shown as ``\\n``, so an error stays the one line scripts and people expect."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
 class _NoteHandler(logging.Handler):
     """Library notes (``logging``, e.g. an old config name), kept until the command ends and
     then printed as ``unroll: note: ...`` lines on stderr — dropped when it ends in an error,
@@ -94,7 +100,7 @@ class _NoteHandler(logging.Handler):
     def flush_notes(self, show: bool) -> None:
         if show:
             for note in self.notes:
-                print(f"unroll: note: {note}", file=sys.stderr, flush=True)
+                print(f"unroll: note: {one_line(note)}", file=sys.stderr, flush=True)
         self.notes.clear()
 
 
@@ -126,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ok = True
         return code
     except UserError as e:
-        print(f"unroll: error: {e}", file=sys.stderr)
+        print(f"unroll: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("unroll: interrupted", file=sys.stderr)

@@ -150,6 +150,39 @@ def download(
     sha256 = sha256.lower()
     if dest.is_file() and sha256_file(dest) == sha256:
         return dest
+    # The directories this call makes, outermost last: removed again if it fails, so a failed
+    # download leaves no trace at all (not even an empty cache folder).
+    made = [d for d in (dest.parent, *dest.parent.parents) if not d.exists()]
+    try:
+        _download(
+            url,
+            dest,
+            sha256,
+            timeout=timeout,
+            deadline=deadline,
+            max_bytes=max_bytes,
+            progress=progress,
+        )
+    except BaseException:
+        for d in made:
+            try:
+                d.rmdir()
+            except OSError:  # not empty (another download's file) or already gone
+                break
+        raise
+    return dest
+
+
+def _download(
+    url: str,
+    dest: Path,
+    sha256: str,
+    *,
+    timeout: float,
+    deadline: float,
+    max_bytes: int,
+    progress: bool,
+) -> None:
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_parts(dest.parent)
@@ -187,4 +220,3 @@ def download(
         tmp.unlink(missing_ok=True)
     if progress:
         logger.info("downloaded %s (%.1f MB, SHA-256 verified) to %s", url, done / 1e6, dest)
-    return dest

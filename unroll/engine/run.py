@@ -184,7 +184,8 @@ class Run:
             )
             return run
         run_id = uuid.uuid4().hex
-        path = Path(out) if out is not None else default_run_dir(recipe.run_name(config))
+        # (`out` as given: Path("") would be ".", and check_out_path must see the empty string)
+        path = out if out is not None else default_run_dir(recipe.run_name(config))
         run_dir = RunDir.create(
             path,
             kind=recipe.kind,
