@@ -194,6 +194,8 @@ def _train(run: Run, config: SinCosConfig, device: torch.device, per_stream: int
         epochs=config.epochs,
         evaluate=evaluate,
         select="test_mse",
+        # cos(t) lies in [-1, 1]: a mean squared error of a million is a run that blew up.
+        max_loss=1e6,
         quiet=run.quiet,
         desc="sin-cos",
     )
