@@ -439,3 +439,14 @@ def test_url_overrides_default_and_set(monkeypatch):
     assert images.base_url("mnist") == images.REMOTE_DATASETS["mnist"].base_url
     monkeypatch.setenv("UNROLL_FASHION_MNIST_URL", "http://mirror.example/fm")
     assert images.base_url("fashion-mnist") == "http://mirror.example/fm/"
+
+
+def test_a_note_logged_outside_a_command_is_not_shown_by_the_next(tmp_path, serve, capsys):
+    assert main(["lm", "presets"]) == 0  # the command line's note handler is in place
+    src = tmp_path / "srv"
+    src.mkdir()
+    (src / "f.txt").write_bytes(b"hello\n")
+    download(serve(src) + "f.txt", tmp_path / "f.txt", sha(b"hello\n"))  # the Python API
+    capsys.readouterr()
+    assert main(["lm", "presets"]) == 0
+    assert "downloaded" not in capsys.readouterr().err

@@ -119,6 +119,7 @@ def _note_handler() -> _NoteHandler:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     notes = _note_handler()
+    notes.notes.clear()  # logged since the last command (the Python API, in this process)
     ok = False
     try:
         parser = build_parser()
