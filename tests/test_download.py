@@ -1,17 +1,23 @@
 """Verified downloads and PTB lookup, against an HTTP server on 127.0.0.1 (no internet)."""
 
+import fcntl
 import functools
+import gzip
 import hashlib
 import http.server
+import logging
 import os
 import socket
+import struct
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from unroll.data import ptb
-from unroll.data.download import cache_dir, download, sha256_file
+from unroll.cli import main
+from unroll.data import images, ptb
+from unroll.data.download import cache_dir, download, remove_stale_parts, sha256_file
 from unroll.errors import UserError
 
 SHARED_PTB = Path(os.environ.get("UNROLL_DATA", "/nonexistent")) / "ptb"
@@ -32,6 +38,43 @@ class _TruncatingHandler(_QuietHandler):
         self.wfile.write(b"0123456789")
 
 
+class _TrickleHandler(_QuietHandler):
+    """Promises 1000 bytes and sends one every 50 ms: no single read ever times out."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        try:
+            for _ in range(1000):
+                self.wfile.write(b"x")
+                time.sleep(0.05)
+        except OSError:  # the client gave up
+            pass
+
+
+class _HugeHandler(_QuietHandler):
+    """Announces no length and sends 1 MB (the size is known only by counting)."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        try:
+            for _ in range(16):
+                self.wfile.write(b"x" * 65536)
+        except OSError:
+            pass
+
+
+class _BigLengthHandler(_QuietHandler):
+    """Announces 10 GB."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(10 << 30))
+        self.end_headers()
+
+
 @pytest.fixture
 def serve():
     """serve(directory, handler=...) -> base URL "http://127.0.0.1:PORT/"; stopped at teardown."""
@@ -42,7 +85,8 @@ def serve():
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), h)
         threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
         servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}/"
+        start.last = f"http://127.0.0.1:{server.server_address[1]}/"
+        return start.last
 
     yield start
     for server in servers:
@@ -101,7 +145,7 @@ def test_corrupt_file_is_rejected_and_not_cached(tmp_path, serve):
         download(url, cache / "f.txt", expected, progress=False)
     msg = one_line(e)
     assert url in msg and expected in msg and sha(b"tampered\n") in msg
-    assert os.listdir(cache) == []  # neither the file nor a temporary file
+    assert not cache.exists()  # neither the file, nor a temporary file, nor the folder made
 
 
 def test_corrupt_file_does_not_replace_a_cached_one(tmp_path, serve):
@@ -122,7 +166,7 @@ def test_unreachable_url_says_where_to_put_the_file(tmp_path, dead_url):
         download(dead_url + "f.txt", dest, sha(b"x"), timeout=5, progress=False)
     msg = one_line(e)
     assert dead_url + "f.txt" in msg and f"put it at {dest}" in msg
-    assert os.listdir(dest.parent) == []
+    assert not dest.parent.exists()
 
 
 def test_http_404_and_truncated_response(tmp_path, serve):
@@ -134,7 +178,7 @@ def test_http_404_and_truncated_response(tmp_path, serve):
     url = serve(src, _TruncatingHandler) + "t.bin"
     with pytest.raises(UserError, match="10 of 1000 bytes"):
         download(url, tmp_path / "c" / "t.bin", sha(b"0123456789"), progress=False)
-    assert os.listdir(tmp_path / "c") == []
+    assert not (tmp_path / "c").exists()
 
 
 def test_cache_dir(monkeypatch, tmp_path):
@@ -265,3 +309,144 @@ def test_unwritable_destination(tmp_path, dead_url):
     with pytest.raises(UserError, match="cannot write a download here") as e:
         download(dead_url + "f", blocker / "sub" / "f", sha(b"x"), progress=False)
     one_line(e)
+
+
+# --- bounds: an overall deadline and a size cap ---------------------------------------------
+
+
+def test_a_trickling_server_is_stopped_by_the_overall_deadline(tmp_path, serve):
+    url = serve(tmp_path, _TrickleHandler) + "slow.bin"
+    dest = tmp_path / "cache" / "slow.bin"
+    started = time.monotonic()
+    with pytest.raises(UserError) as e:
+        # each read gets a byte within 50 ms, far inside the 30 s per-read timeout
+        download(url, dest, sha(b"x" * 1000), timeout=30, deadline=0.5, progress=False)
+    assert time.monotonic() - started < 5
+    msg = one_line(e)
+    assert url in msg and "not done after 0.5 s" in msg and f"put it at {dest}" in msg
+    assert not dest.parent.exists()
+
+
+def test_the_size_cap_counts_bytes_and_believes_no_promise(tmp_path, serve):
+    dest = tmp_path / "cache" / "f.bin"
+    url = serve(tmp_path, _HugeHandler) + "f.bin"
+    with pytest.raises(UserError) as e:
+        download(url, dest, sha(b""), max_bytes=100_000, progress=False)
+    assert "more than the 100000 bytes allowed" in one_line(e)
+    url = serve(tmp_path, _BigLengthHandler) + "f.bin"
+    with pytest.raises(UserError) as e:
+        download(url, dest, sha(b""), max_bytes=100_000, progress=False)
+    assert f"the server announces {10 << 30} bytes" in one_line(e)
+    assert not dest.parent.exists()
+
+
+# --- leftovers of a killed download, and what a download tells ------------------------------
+
+
+def test_stale_part_files_are_removed_at_the_next_download(tmp_path, serve):
+    src = tmp_path / "srv"
+    src.mkdir()
+    (src / "f.txt").write_bytes(b"hello\n")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    stale = cache / ".f.txt.k1ll3d.part"  # what a kill -9 mid-download leaves
+    stale.write_bytes(b"hel")
+    live = cache / ".g.txt.4ct1ve.part"  # another process's download, in progress
+    live.write_bytes(b"wor")
+    holder = os.open(live, os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        download(serve(src) + "f.txt", cache / "f.txt", sha(b"hello\n"), progress=False)
+        assert sorted(os.listdir(cache)) == [".g.txt.4ct1ve.part", "f.txt"]
+    finally:
+        os.close(holder)
+    assert remove_stale_parts(cache) == [live]  # once its owner is gone
+    assert os.listdir(cache) == ["f.txt"]
+
+
+def test_a_download_logs_one_line_and_prints_nothing(tmp_path, serve, caplog, capsys):
+    src = tmp_path / "srv"
+    src.mkdir()
+    (src / "f.txt").write_bytes(b"hello\n")
+    dest = tmp_path / "cache" / "f.txt"
+    with caplog.at_level(logging.INFO, logger="unroll.data.download"):
+        download(serve(src) + "f.txt", dest, sha(b"hello\n"))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"downloaded {serve.last}f.txt (0.0 MB, SHA-256 verified) to {dest}"
+    ]
+    assert capsys.readouterr() == ("", "")
+
+
+# --- MNIST and Fashion-MNIST from a URL override -------------------------------------------
+
+
+def _idx(dims: tuple[int, ...], values: list[int]) -> bytes:
+    head = struct.pack(">HBB", 0, 8, len(dims)) + struct.pack(f">{len(dims)}I", *dims)
+    return gzip.compress(head + bytes(values))
+
+
+def _publish_idx(directory: Path) -> dict[str, str]:
+    """Tiny 4x4 IDX files (two classes) as the four published .gz files; their SHA-256."""
+    directory.mkdir()
+    for prefix, n in (("train", 40), ("t10k", 10)):
+        pixels = [255 * (i % 2) for i in range(n) for _ in range(16)]
+        (directory / f"{prefix}-images-idx3-ubyte.gz").write_bytes(_idx((n, 4, 4), pixels))
+        (directory / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(
+            _idx((n,), [i % 2 for i in range(n)])
+        )
+    return {p.name: sha256_file(p) for p in directory.iterdir()}
+
+
+@pytest.mark.parametrize("name, env", [("mnist", "UNROLL_MNIST_URL"),
+                                       ("fashion-mnist", "UNROLL_FASHION_MNIST_URL")])  # fmt: skip
+def test_mnist_and_fashion_mnist_download_from_a_url_override(
+    name, env, tmp_path, serve, monkeypatch, capsys
+):
+    digests = _publish_idx(tmp_path / "srv")
+    installed = tmp_path / "installed"  # an installed copy is skipped when a URL is named
+    installed.mkdir()
+    remote = images.REMOTE_DATASETS[name]
+    monkeypatch.setitem(
+        images.REMOTE_DATASETS,
+        name,
+        images.RemoteDataset("http://127.0.0.1:9/nowhere/", digests, ("a", "b"), (str(installed),)),
+    )
+    monkeypatch.setenv("UNROLL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(env, serve(tmp_path / "srv").rstrip("/"))  # no trailing slash on purpose
+    out = tmp_path / "run"
+    args = ["classify", "train", "--data", name, "--out", str(out), "--device", "cpu",
+            "model=softmax", "epochs=1", "threads=1", "tensorboard=false"]  # fmt: skip
+    assert main(args) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "downloaded" in line]
+    assert len(notes) == 4 and notes[0].startswith(f"unroll: note: downloaded {serve.last}")
+    cached = tmp_path / "cache" / name
+    assert sorted(os.listdir(cached)) == sorted(digests)
+    assert remote.base_url not in str(images.base_url(name))
+    # served corrupt: refused, one line, nothing cached
+    monkeypatch.setenv("UNROLL_CACHE", str(tmp_path / "cache2"))
+    (tmp_path / "srv" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b tampered")
+    capsys.readouterr()
+    assert main([*args[:4], "--out", str(tmp_path / "run2"), *args[6:]]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "t10k-labels-idx1-ubyte.gz: SHA-256 mismatch" in err[0]
+    assert not (tmp_path / "cache2" / name / "t10k-labels-idx1-ubyte.gz").exists()
+    assert not (tmp_path / "run2").exists()
+
+
+def test_url_overrides_default_and_set(monkeypatch):
+    for env in ("UNROLL_MNIST_URL", "UNROLL_FASHION_MNIST_URL"):
+        monkeypatch.delenv(env, raising=False)
+    assert images.base_url("mnist") == images.REMOTE_DATASETS["mnist"].base_url
+    monkeypatch.setenv("UNROLL_FASHION_MNIST_URL", "http://mirror.example/fm")
+    assert images.base_url("fashion-mnist") == "http://mirror.example/fm/"
+
+
+def test_a_note_logged_outside_a_command_is_not_shown_by_the_next(tmp_path, serve, capsys):
+    assert main(["lm", "presets"]) == 0  # the command line's note handler is in place
+    src = tmp_path / "srv"
+    src.mkdir()
+    (src / "f.txt").write_bytes(b"hello\n")
+    download(serve(src) + "f.txt", tmp_path / "f.txt", sha(b"hello\n"))  # the Python API
+    capsys.readouterr()
+    assert main(["lm", "presets"]) == 0
+    assert "downloaded" not in capsys.readouterr().err

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -91,29 +93,119 @@ def test_a_kill_at_any_save_step_resumes_to_the_uninterrupted_result(
     assert not list((out / "checkpoints").glob(".*.tmp"))  # a killed write's leftovers: gone
 
 
-def test_divergence_stops_the_language_model_with_one_line(uninterrupted, tmp_path, capsys):
-    data, _, _ = uninterrupted
+def write_images(directory: Path) -> Path:
+    """IDX files of 4x4 images in three classes: class k has row k bright, plus noise."""
+    directory.mkdir(parents=True)
+    rng = random.Random(0)
+    for prefix, n in (("train", 120), ("t10k", 30)):
+        labels = [i % 3 for i in range(n)]
+        pixels = [
+            min(255, (120 if row == label else 0) + rng.randrange(136))
+            for label in labels
+            for row in range(4)
+            for _ in range(4)
+        ]
+        for name, dims, values in (("images-idx3", (n, 4, 4), pixels),
+                                   ("labels-idx1", (n,), labels)):  # fmt: skip
+            head = struct.pack(">HBB", 0, 8, len(dims)) + struct.pack(f">{len(dims)}I", *dims)
+            (directory / f"{prefix}-{name}-ubyte").write_bytes(head + bytes(values))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return write_images(tmp_path_factory.mktemp("engine") / "images")
+
+
+def classify_args(images: Path, *extra: str) -> list[str]:
+    # Two layers with dropout (the RNG state must survive the kill), small batches; validation
+    # accuracy improves in epoch 2 and not in epoch 3, so best.pt and last.pt part ways.
+    return [
+        "classify", "train", "--data", str(images), "--device", "cpu", "--quiet", "threads=1",
+        "tensorboard=false", "epochs=3", "hidden_size=4", "num_layers=2", "dropout=0.3",
+        "batch_size=4", "lr=0.02", "valid_fraction=0.25", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def classified(images, tmp_path_factory):
+    out = tmp_path_factory.mktemp("engine") / "straight"
+    assert main(classify_args(images, "--out", str(out))) == 0
+    return json.loads((out / "results.json").read_text()), out
+
+
+@pytest.mark.parametrize("point", ["before-last", "mid-last", "after-last", "after-best"])
+def test_a_kill_at_any_save_step_resumes_classification_to_the_same_result(
+    point, images, classified, tmp_path
+):
+    want, straight = classified
+    assert want["best_epoch"] == 2  # epoch 2 writes best.pt too; epoch 3 only last.pt
     out = tmp_path / "run"
-    assert main(lm_args(data, "--out", str(out), "lr=1e6", "clip=1e9", "init_scale=5")) == 2
+    killed = run_cli(classify_args(images, "--out", str(out)), UNROLL_FAULT=f"{point}@2")
+    assert killed.returncode == -9, killed.stderr
+    last = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert load_checkpoint(find_checkpoint(out, "best"))["epoch"] == last["best_epoch"]
+    assert main(["classify", "train", "--resume", str(out), "--quiet"]) == 0
+    got = json.loads((out / "results.json").read_text())
+    for key in ("test_accuracy", "best_valid_accuracy", "best_epoch", "confusion_matrix"):
+        assert got[key] == want[key], key
+    for name in ("last", "best"):
+        assert _weights_equal(
+            out / "checkpoints" / f"{name}.pt", straight / "checkpoints" / f"{name}.pt"
+        )
+
+    def scores(run: Path) -> list[tuple]:
+        return [(m["epoch"], m["train_loss"], m["valid_accuracy"]) for m in read_metrics(run)]
+
+    assert scores(out) == scores(straight)
+    assert not list((out / "checkpoints").glob(".*.tmp"))
+
+
+def _strict_json(line: str) -> dict:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in a JSON file: not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+# Epoch 1 trains, epoch 2 blows up (lr_decay 1e12 after epoch 1) where a recipe has a schedule;
+# the others blow up in epoch 1.
+DIVERGING = {
+    "lm": ["epochs=2", "lr_decay_after=1", "lr_decay=1e12"],
+    "classify": ["epochs=2", "lr=0.01", "lr_decay_after=1", "lr_decay=1e12", "clip=0"],
+    "forecast": ["--data", "synthetic", "lr=1e30", "clip=0", "epochs=2", "plot=false"],
+    "sincos": ["lr=1e10", "clip=0", "epochs=2", "periods=8", "batch_size=4", "num_steps=10"],
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(DIVERGING))
+def test_divergence_stops_every_recipe_with_one_line(
+    recipe, uninterrupted, images, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    if recipe == "lm":
+        args = lm_args(uninterrupted[0], *DIVERGING["lm"])
+    else:
+        data = ["--data", str(images)] if recipe == "classify" else []
+        args = [recipe, "train", *data, "--device", "cpu", "--quiet", "threads=1",
+                "hidden_size=4", "tensorboard=false", *DIVERGING[recipe]]  # fmt: skip
+    assert main([*args, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "diverged" in err[0] and "try a lower lr" in err[0], err
+    assert len(err) == 1 and "(training diverged" in err[0] and "try a lower lr" in err[0], err
     assert not (out / "results.json").exists()
-    for line in (out / "metrics.jsonl").read_text().splitlines():
-        json.loads(line)  # valid JSON: no Infinity/NaN ever written
-
-
-def test_divergence_stops_classification_and_forecasting(tmp_path, capsys):
-    pytest.importorskip("sklearn")
-    args = ["classify", "train", "--out", str(tmp_path / "c"), "--quiet", "lr=1e30",
-            "clip=0", "epochs=2", "max_train=200", "hidden_size=8", "threads=1",
-            "tensorboard=false"]  # fmt: skip
-    assert main(args) == 2
-    assert "diverged" in capsys.readouterr().err
-    args = ["forecast", "train", "--data", "synthetic", "--out", str(tmp_path / "f"), "--quiet",
-            "lr=1e30", "clip=0", "epochs=2", "hidden_size=8", "threads=1", "plot=false",
-            "tensorboard=false"]  # fmt: skip
-    assert main(args) == 2
-    assert "diverged" in capsys.readouterr().err
+    records = [_strict_json(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    kept = [r["epoch"] for r in records]
+    assert kept == ([1] if recipe in ("lm", "classify") else [])
+    if kept:  # the last good epoch's checkpoints are kept, finite, and named in the message
+        assert "checkpoints keep epoch 1" in err[0]
+        for name in ("last", "best"):
+            ckpt = load_checkpoint(out / "checkpoints" / f"{name}.pt")
+            assert ckpt["epoch"] == 1
+            assert all(
+                torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point()
+            )
+    else:
+        assert not list((out / "checkpoints").iterdir())
 
 
 def test_one_process_per_run_directory(uninterrupted, tmp_path, capsys):
@@ -144,6 +236,22 @@ def test_resume_of_a_run_stopped_in_its_first_epoch_starts_it_over(uninterrupted
     assert main(["lm", "train", "--resume", str(out), "--quiet"]) == 0
     got = json.loads((out / "results.json").read_text())
     assert got["test_ppl"] == want["test_ppl"]
+
+
+def test_a_directory_left_by_a_kill_while_it_was_made_is_not_a_dead_end(
+    uninterrupted, tmp_path, capsys
+):
+    data, _, _ = uninterrupted
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)  # a kill before config.json was written: no
+    (out / ".lock").write_text("12345\n")  # run to --resume, and not an empty --out either
+    (out / ".config.json.k1ll3d.tmp").write_text('{"kind": ')
+    assert main(lm_args(data, "--out", str(out), "epochs=1")) == 0
+    assert not list(out.glob(".*.tmp")) and (out / "results.json").is_file()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")  # anything else: still refused
+    assert main(lm_args(data, "--out", str(tmp_path / "other"), "epochs=1")) == 2
+    assert "directory exists and is not empty" in capsys.readouterr().err
 
 
 def test_a_checkpoint_from_another_run_is_refused(uninterrupted, tmp_path, capsys):

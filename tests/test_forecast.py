@@ -190,11 +190,3 @@ def test_sin_cos_demo_writes_png(tmp_path):
     png = out / "sin_cos.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(read_metrics(out)) == 2
-
-
-def test_future_time_labels():
-    from unroll.recipes.forecast.predict import _future_labels
-
-    assert _future_labels(["1998", "1999"], 2) == ["2000", "2001"]
-    assert _future_labels(["2001-12-22", "2001-12-29"], 2) == ["2002-01-05", "2002-01-12"]
-    assert _future_labels(["a", "b"], 2) is None

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import time
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
 from unroll.data.timeseries import (
     Scaler,
+    Series,
     Split,
     backtest_origins,
     check_length,
+    future_times,
     make_windows,
     read_csv,
+    split_problem,
     synthetic_series,
     time_split,
     window_origins,
@@ -177,3 +183,97 @@ def test_embedded_co2_gaps_are_interpolated():
     assert s.time[0] == "1958-03-29" and s.time[-1] == "2001-12-29"
     with pytest.raises(UserError, match="CSV files only"):
         load_series("co2", target="x")
+
+
+def test_rows_needed_for_long_windows_are_exact_and_found_at_once():
+    s = Series(np.zeros((200, 1)), ["y"], "s.csv")
+    for lookback, horizon, season in ((1_000_000, 4, 1), (4, 1_000_000, 1), (12, 4, 10**9)):
+        started = time.perf_counter()
+        with pytest.raises(UserError) as e:
+            check_length(s, lookback, horizon, season, valid_fraction=0.1, test_fraction=0.2)
+        assert time.perf_counter() - started < 1.0  # was a row-by-row search of seconds
+        need = int(str(e.value).rsplit("at least ", 1)[1].split()[0])
+        fits = [
+            split_problem(time_split(n, 0.1, 0.2), lookback, horizon, season) is None
+            for n in (need - 1, need)
+        ]
+        assert fits == [False, True], (lookback, horizon, season, need)
+
+
+def test_future_times_continue_only_evenly_spaced_labels():
+    assert future_times(["1998", "1999"], 2) == ["2000", "2001"]
+    assert future_times(["2001-12-22", "2001-12-29"], 2) == ["2002-01-05", "2002-01-12"]
+    # first-of-month dates step by months, not by a number of days
+    months = ["2001-11-01", "2001-12-01", "2002-01-01"]
+    assert future_times(months, 2) == ["2002-02-01", "2002-03-01"]
+    assert future_times(["0.5", "1.0", "1.5"], 2) == ["2", "2.5"]
+    assert future_times(["2001-12-29T00:00", "2001-12-29T06:00"], 1) == ["2001-12-29T12:00"]
+    # evenly spaced at the end only (a gap earlier, e.g. rows dropped): no labels, no guess
+    assert future_times(["1", "2", "4", "5"], 2) is None
+    assert future_times(["2001-01-01", "2001-01-08", "2001-01-22", "2001-01-29"], 1) is None
+    assert future_times(["a", "b"], 2) is None
+    assert future_times(["7"], 2) is None and future_times(None, 2) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        ("t,y\n1,5\n2,6\n2,7\n3,8\n", "line 4: time '2' repeats line 3's '2'"),
+        ("t,y\n1,5\n3,6\n\n2,7\n", "line 5: time '2' comes before line 3's '3'"),
+        (
+            "date,y\n2020-01-02,5\n2020-01-01,6\n",
+            "line 3: time '2020-01-01' comes before line 2's '2020-01-02'",
+        ),
+        ("date,y\nQ1,5\nQ2,6\nQ1,7\n", "line 4: time 'Q1' repeats line 2"),
+    ],
+)
+def test_times_must_increase_and_the_line_is_named(tmp_path, text, expect):
+    p = write(tmp_path, text)
+    with pytest.raises(UserError) as e:
+        read_csv(p)
+    assert str(p) in str(e.value) and expect in str(e.value), str(e.value)
+    assert "must increase" in str(e.value) or "repeats" in str(e.value)
+
+
+def test_free_form_time_labels_in_any_order_are_kept(tmp_path):
+    s = read_csv(write(tmp_path, "t,y\nb,1\na,2\nc,3\n"))
+    assert s.time == ["b", "a", "c"] and future_times(s.time, 1) is None
+
+
+@pytest.mark.parametrize("value", ["1e308", "-1e308", "1e151"])
+def test_values_too_large_to_square_are_one_error_without_warnings(tmp_path, value):
+    p = write(tmp_path, "t,y\n" + "".join(f"{i},{value if i == 3 else i}\n" for i in range(10)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warnings included
+        with pytest.raises(UserError) as e:
+            read_csv(p)
+    assert f"column 'y' at line 5: {value} is out of range" in str(e.value)
+
+
+def test_rows_too_far_from_the_training_rows_cannot_be_scaled():
+    values = np.array([[1.0], [1.0], [1.0], [1e45]])  # the training rows are constant: std 1
+    series = Series(values, ["y"], "s.csv")
+    scaler = Scaler.fit(values[:3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserError, match="s.csv: row 4 .* too far from the training rows"):
+            scaler.scaled(series)
+    ok = Series(values[:3], ["y"], "s.csv")
+    assert scaler.scaled(ok).dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("saved", "expect"),
+    [
+        (None, "expected a dict"),
+        ({"mean": [0.0]}, "expected a dict"),
+        ({"mean": "a", "std": "b"}, "lists of numbers"),
+        ({"mean": [0.0, 1.0], "std": [1.0]}, "of one length"),
+        ({"mean": [0.0, 1.0], "std": [1.0, 1.0]}, "2 columns scaled, the model reads 1"),
+        ({"mean": [0.0], "std": [0.0]}, "'std' finite and > 0"),
+        ({"mean": [float("nan")], "std": [1.0]}, "'mean' must be finite"),
+    ],
+)
+def test_a_saved_scaler_is_checked(saved, expect):
+    with pytest.raises(ValueError, match=expect):
+        Scaler.from_dict(saved, columns=1)

@@ -63,6 +63,7 @@ class RunConfig:
         check(self, "batch_size", self.batch_size >= 1, "an integer >= 1")
         check(self, "lr", math.isfinite(self.lr) and self.lr > 0, "a number > 0")
         check(self, "clip", math.isfinite(self.clip) and self.clip >= 0, "a number >= 0 (0 = off)")
+        check(self, "seed", is_seed(self.seed), SEED_RANGE)
         cores = os.cpu_count() or 1
         check(
             self,
@@ -70,6 +71,16 @@ class RunConfig:
             0 <= self.threads <= max_threads(),
             f"0 (torch's default) to {max_threads()} (this machine has {cores} cores)",
         )
+
+
+# Stacked recurrent layers a config may ask for: the deepest published stacks are around ten;
+# a hundred thousand (a typo) would take hours just to build.
+MAX_LAYERS = 100
+SEED_RANGE = "an integer from -2**63 to 2**64 - 1"  # what torch's generators take
+
+
+def is_seed(value: int) -> bool:
+    return -(2**63) <= value < 2**64
 
 
 def max_threads() -> int:

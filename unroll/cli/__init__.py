@@ -81,6 +81,12 @@ def build_parser() -> Parser:
     return parser
 
 
+def one_line(message: str) -> str:
+    """`message` on one line: a line break in it (from a path or a value the user typed) is
+    shown as ``\\n``, so an error stays the one line scripts and people expect."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
 class _NoteHandler(logging.Handler):
     """Library notes (``logging``, e.g. an old config name), kept until the command ends and
     then printed as ``unroll: note: ...`` lines on stderr — dropped when it ends in an error,
@@ -98,7 +104,7 @@ class _NoteHandler(logging.Handler):
     def flush_notes(self, show: bool) -> None:
         if show:
             for note in self.notes:
-                print(f"unroll: note: {note}", file=sys.stderr, flush=True)
+                print(f"unroll: note: {one_line(note)}", file=sys.stderr, flush=True)
         self.notes.clear()
 
 
@@ -119,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     notes = _note_handler()
+    notes.notes.clear()  # logged since the last command (the Python API, in this process)
     ok = False
     world = World()
     try:
@@ -140,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2  # rank 0 printed it
     except UserError as e:
         rank = f"rank {world.rank}: " if world.size > 1 else ""
-        print(f"unroll: error: {rank}{e}", file=sys.stderr)
+        print(f"unroll: error: {rank}{one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("unroll: interrupted", file=sys.stderr)

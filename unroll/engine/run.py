@@ -87,7 +87,9 @@ def _resume_point(recipe: Recipe, path: str | Path, overrides: Any) -> ResumePoi
             f"command of its own recipe)"
         )
     if ckpt is not None:
-        saved_dict = ckpt["config"]  # what the weights were trained with
+        saved_dict = ckpt.get("config")  # what the weights were trained with
+        if not isinstance(saved_dict, dict):
+            raise UserError(f"{last}: the checkpoint has no config")
         meta_id = _meta(run_dir).get("run_id")
         if meta_id is not None and ckpt.get("run_id") not in (None, meta_id):
             raise UserError(
@@ -246,7 +248,8 @@ class Run:
                 )
             return run
         run_id = uuid.uuid4().hex
-        path = Path(out) if out is not None else default_run_dir(recipe.run_name(config))
+        # (`out` as given: Path("") would be ".", and check_out_path must see the empty string)
+        path = out if out is not None else default_run_dir(recipe.run_name(config))
         run_dir = RunDir.create(
             path,
             kind=recipe.kind,

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from unroll.engine.checkpoint import atomic_write_text
+from unroll.engine.checkpoint import atomic_write_text, remove_stale_temp_files
 from unroll.engine.device import device_name
 from unroll.errors import UserError
 
@@ -85,7 +85,7 @@ def check_out_path(path: str | Path) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"--out {path}: exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()):
+    if path.is_dir() and not all(_creation_debris(p) for p in path.iterdir()):
         raise UserError(
             f"--out {path}: directory exists and is not empty (choose another --out, "
             f"or continue it with --resume {path})"
@@ -96,6 +96,14 @@ def check_out_path(path: str | Path) -> Path:
     if not os.access(parent if not path.exists() else path, os.W_OK | os.X_OK):
         raise UserError(f"--out {path}: cannot write in {parent if not path.exists() else path}")
     return path
+
+
+def _creation_debris(p: Path) -> bool:
+    """What a run killed while its directory was being made leaves (the lock file, a temp file
+    of a write, an empty checkpoints/): such a directory is still new; `RunDir.create` clears it."""
+    if p.name == "checkpoints" and p.is_dir():
+        return not any(p.iterdir())
+    return p.name == ".lock" or (p.name.startswith(".") and p.name.endswith(".tmp"))
 
 
 class RunDir:
@@ -124,6 +132,7 @@ class RunDir:
             raise UserError(f"--out {path}: cannot create ({e.strerror})") from None
         run = cls(path)
         run.lock()
+        remove_stale_temp_files(path)
         (path / "checkpoints").mkdir(exist_ok=True)
         run.write_config(kind, config)
         from unroll import __version__

@@ -26,6 +26,7 @@ from unroll.config import Alias, RunConfig, check
 from unroll.engine import distributed
 from unroll.engine.device import num_threads, resolve_device
 from unroll.engine.loop import fit, make_optimizer, supervised_step
+from unroll.engine.model_check import check_memory, check_resumable
 from unroll.engine.recipe import Recipe, Result
 from unroll.engine.run import Run, resume_point
 from unroll.engine.seed import seed_everything
@@ -58,7 +59,15 @@ class SinCosConfig(RunConfig):
         check(self, "hidden_size", self.hidden_size <= 1 << 16, "an integer from 1 to 65536")
         check(self, "periods", self.periods <= 100_000, "an integer from 1 to 100000")
         check(self, "steps_per_period", self.steps_per_period <= 100_000, "1 to 100000")
+        # The series is made in memory (float64 while computed): keep it to 80 MB.
+        if self.periods * self.steps_per_period > MAX_SAMPLES:
+            raise UserError(
+                f"periods={self.periods} x steps_per_period={self.steps_per_period}: expected "
+                f"at most {MAX_SAMPLES:,} samples in all"
+            )
 
+
+MAX_SAMPLES = 10_000_000
 
 RECIPE = Recipe(name="sincos", kind=KIND, config=SinCosConfig, run_name=lambda c: "sin-cos")
 
@@ -76,6 +85,10 @@ class SinCosResult(Result):
             + (f"plot: {self.plot}" if self.plot else "plot: skipped (matplotlib not installed)")
             + f"\nrun directory: {self.run_dir}"
         )
+
+
+def _model(config: SinCosConfig) -> Forecaster:
+    return Forecaster(1, 1, cell=config.cell, hidden_size=config.hidden_size, normalize="none")
 
 
 def _sin_cos(start: float, n: int, dt: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,6 +122,13 @@ def train(
             "periods * steps_per_period must give each of the batch_size streams (of every "
             "process) at least one window of num_steps"
         )
+
+    def build() -> Forecaster:
+        return _model(config)
+
+    check_memory(build, "hidden_size")
+    if point is not None and point.checkpoint is not None:
+        check_resumable(build, point.checkpoint, str(point.run_dir.checkpoint("last")))
     with (
         num_threads(config.threads),
         Run.start(
@@ -144,9 +164,7 @@ def _train(
     xt, yt = _sin_cos(1000.123, test_n, dt)
     xt, yt = xt.view(1, test_n, 1).to(device), yt.view(1, test_n, 1).to(device)
 
-    model = Forecaster(1, 1, cell=config.cell, hidden_size=config.hidden_size, normalize="none").to(
-        device
-    )
+    model = _model(config).to(device)
     optimizer = make_optimizer("adam", model.parameters(), config.lr)
     run.restore(model, optimizer)
     carry: dict[str, Any] = {"state": None}
@@ -187,6 +205,8 @@ def _train(
         epochs=config.epochs,
         evaluate=evaluate,
         select="test_mse",
+        # cos(t) lies in [-1, 1]: a mean squared error of a million is a run that blew up.
+        max_loss=1e6,
         quiet=run.quiet,
         desc="sin-cos",
     )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, ClassVar, Literal
 
-from unroll.config import RunConfig, check
+from unroll.config import MAX_LAYERS, SEED_RANGE, RunConfig, check, is_seed
 from unroll.engine.recipe import Recipe
 from unroll.models.classifier import MODEL_NAMES
 
@@ -51,10 +52,16 @@ class ClassifyConfig(RunConfig):
         check(self, "hidden_size", self.hidden_size <= 1 << 16, "an integer from 1 to 65536")
         check(self, "dropout", 0.0 <= self.dropout < 1.0, "a number in [0, 1)")
         check(self, "cnn_dropout", 0.0 <= self.cnn_dropout < 1.0, "a number in [0, 1)")
-        check(self, "lr_decay", self.lr_decay > 0, "a number > 0")
+        check(self, "lr_decay", 0 < self.lr_decay < math.inf, "a number > 0")
         check(self, "lr_decay_after", self.lr_decay_after >= 0, "an integer >= 0")
         check(self, "max_train", self.max_train >= 0, "an integer >= 0 (0 = all)")
         check(self, "valid_fraction", 0.0 < self.valid_fraction < 1.0, "a number in (0, 1)")
+        check(self, "num_layers", self.num_layers <= MAX_LAYERS, f"1 to {MAX_LAYERS}")
+        for f in ("momentum", "weight_decay"):
+            v = getattr(self, f)
+            check(self, f, math.isfinite(v) and v >= 0, "a number >= 0")
+        for f in ("permutation_seed", "split_seed"):
+            check(self, f, is_seed(getattr(self, f)), SEED_RANGE)
 
 
 # Presets are data: overrides of the defaults, named after what they reproduce.

@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from unroll.config import config_from_dict
 from unroll.data.images import ImageDataset, load_images
 from unroll.engine.checkpoint import find_checkpoint, load_checkpoint
 from unroll.engine.device import resolve_device
+from unroll.engine.model_check import load_weights, saved_config
 from unroll.engine.recipe import Result
 from unroll.errors import UserError
 from unroll.metrics.classification import accuracy, confusion_matrix, format_confusion
@@ -60,20 +60,35 @@ def predict(
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=images.device)
 
 
+def check_saved_data(ckpt: dict[str, Any], source: str) -> None:
+    """What a checkpoint says about its data, checked: ``image_shape`` (two sizes >= 1),
+    ``classes`` (names), ``max_value`` (the pixel value read as 1.0)."""
+    shape, classes, top = ckpt.get("image_shape"), ckpt.get("classes"), ckpt.get("max_value")
+    if not (
+        isinstance(shape, (list, tuple))
+        and len(shape) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)
+    ):
+        raise UserError(f"{source}: image_shape={shape!r}, expected [height, width]")
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        raise UserError(f"{source}: classes={classes!r}, expected a list of class names")
+    if not (isinstance(top, (int, float)) and not isinstance(top, bool) and 0 < top < float("inf")):
+        raise UserError(f"{source}: max_value={top!r}, expected a number > 0")
+
+
 def load_classifier(
     path: str | Path, checkpoint: str = "best", device: str = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
     """A trained classifier (eval mode) and its checkpoint entries, from a run dir or a file."""
     dev = resolve_device(device)
-    ckpt = load_checkpoint(find_checkpoint(path, checkpoint), kind=KIND, map_location="cpu")
-    config = config_from_dict(ClassifyConfig, ckpt["config"], source=str(path))
-    try:
-        height, width = (int(v) for v in ckpt["image_shape"])
-        model = build_model(config, height, width, len(ckpt["classes"]))
-        model.load_state_dict(ckpt["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path}: checkpoint does not fit its config ({first[:200]})") from None
+    found = find_checkpoint(path, checkpoint)
+    ckpt = load_checkpoint(found, kind=KIND, map_location="cpu")
+    config = saved_config(ClassifyConfig, ckpt, str(found))
+    check_saved_data(ckpt, str(found))
+    height, width = ckpt["image_shape"]
+    model = load_weights(
+        lambda: build_model(config, height, width, len(ckpt["classes"])), ckpt["model"], str(found)
+    )
     return model.to(dev).eval(), ckpt
 
 
@@ -107,7 +122,7 @@ def evaluate(
 ) -> ClassifyEvaluation:
     """Test accuracy and confusion matrix of a saved classifier (nothing is written)."""
     model, ckpt = load_classifier(path, checkpoint, device)
-    config = config_from_dict(ClassifyConfig, ckpt["config"], source=str(path))
+    config = saved_config(ClassifyConfig, ckpt, str(path))
     if not isinstance(data, ImageDataset):
         data = load_images(data or config.data, progress=not quiet)
     if list(data.image_shape) != list(ckpt["image_shape"]):

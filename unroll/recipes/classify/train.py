@@ -34,6 +34,7 @@ from unroll.engine import distributed
 from unroll.engine.checkpoint import atomic_write_text
 from unroll.engine.device import num_threads, resolve_device
 from unroll.engine.loop import decayed_lr, fit, make_optimizer, supervised_step
+from unroll.engine.model_check import check_memory, check_resumable
 from unroll.engine.recipe import Result
 from unroll.engine.run import Run, resume_point
 from unroll.engine.rundir import check_out_path, default_run_dir, dumps
@@ -41,7 +42,7 @@ from unroll.engine.seed import seed_everything
 from unroll.errors import UserError
 from unroll.metrics.classification import accuracy, confusion_matrix, format_confusion
 from unroll.recipes.classify.config import BASELINES, RECIPE, RNN_MODELS, ClassifyConfig
-from unroll.recipes.classify.evaluate import build_model, inputs, predict
+from unroll.recipes.classify.evaluate import build_model, check_saved_data, inputs, predict
 
 
 @dataclass
@@ -121,15 +122,23 @@ def train(
     device = resolve_device(config.device)
     if data is None:
         data = load_images(config.data, progress=not quiet)
+    height, width = data.image_shape
+
+    def build() -> nn.Module:
+        return build_model(config, height, width, len(data.classes))
+
+    check_memory(build, "hidden_size/num_layers/cnn_fc")  # (and a model that cannot be built)
     if point is not None and point.checkpoint is not None:
+        last = str(point.run_dir.checkpoint("last"))
+        check_saved_data(point.checkpoint, last)
         saved_shape = list(point.checkpoint["image_shape"])
         if list(data.image_shape) != saved_shape:
             raise UserError(
                 f"--resume {resume}: data {config.data} has {data.image_shape} images, the run "
                 f"was trained on {tuple(saved_shape)}"
             )
-    height, width = data.image_shape
-    build_model(config, height, width, len(data.classes))  # a model that cannot be built: now
+        check_resumable(build, point.checkpoint, last)
+    splits = _split(config, data, device)  # a split that leaves no training examples: now
     with (
         num_threads(config.threads),
         Run.start(
@@ -144,11 +153,11 @@ def train(
             extra_meta={"data_source": data.source},
         ) as run,
     ):
-        return _train(run, config, data, device)
+        return _train(run, config, data, splits, device)
 
 
 def _train(
-    run: Run, config: ClassifyConfig, data: ImageDataset, device: torch.device
+    run: Run, config: ClassifyConfig, data: ImageDataset, splits: _Splits, device: torch.device
 ) -> ClassifyResult | None:
     height, width = data.image_shape
     seed_everything(config.seed)
@@ -157,7 +166,6 @@ def _train(
         config.optimizer, model.parameters(), config.lr, config.momentum, config.weight_decay
     )
     run.restore(model, optimizer)
-    splits = _split(config, data, device)
     run.say(
         f"{config.model} on {data.name} ({len(splits.train_x)} train, {len(splits.valid_x)} "
         f"valid, {len(splits.test_x)} test, {height}x{width})"
@@ -303,7 +311,11 @@ def train_baselines(
         data = load_images(config.data, progress=not quiet)
     names = (*BASELINES, rnn_model)
     for name in names:  # fail before any training if one of them cannot be built
-        build_model(dataclasses.replace(config, model=name), *data.image_shape, len(data.classes))
+        cfg = dataclasses.replace(config, model=name)
+        check_memory(
+            lambda cfg=cfg: build_model(cfg, *data.image_shape, len(data.classes)),
+            "hidden_size/num_layers/cnn_fc",
+        )
     results = []
     for name in names:
         if not quiet:  # progress goes to stderr, as every run's lines do

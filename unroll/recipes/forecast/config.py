@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from unroll.config import RunConfig, check
+from unroll.config import MAX_LAYERS, RunConfig, check
 from unroll.data.timeseries import statsmodels_available
 from unroll.engine.recipe import Recipe
 from unroll.errors import UserError
@@ -52,6 +53,13 @@ class ForecastConfig(RunConfig):
         check(self, "lookback", self.lookback <= 1_000_000, "an integer from 1 to 1000000")
         check(self, "horizon", self.horizon <= 1_000_000, "an integer from 1 to 1000000")
         check(self, "hidden_size", self.hidden_size <= 1 << 16, "an integer from 1 to 65536")
+        check(self, "num_layers", self.num_layers <= MAX_LAYERS, f"1 to {MAX_LAYERS}")
+        check(
+            self,
+            "weight_decay",
+            math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+            "a number >= 0",
+        )
         check(self, "dropout", 0 <= self.dropout < 1, "a number in [0, 1)")
         check(self, "valid_fraction", 0 < self.valid_fraction < 1, "a number in (0, 1)")
         check(self, "test_fraction", 0 < self.test_fraction < 1, "a number in (0, 1)")

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from unroll.config import config_from_dict
-from unroll.data.timeseries import EMBEDDED, Scaler, load_series, read_csv
+from unroll.data.timeseries import EMBEDDED, Scaler, future_times, load_series, read_csv
 from unroll.engine.checkpoint import atomic_write_text, find_checkpoint, load_checkpoint
+from unroll.engine.model_check import load_weights, saved_config
 from unroll.engine.recipe import Result
 from unroll.errors import UserError
 from unroll.recipes.forecast.config import KIND, ForecastConfig
@@ -28,22 +27,6 @@ class Forecast(Result):
         return f"{self.csv.rstrip()}\nwrote {self.path}"
 
 
-def _future_labels(times: list[str] | None, steps: int) -> list[str] | None:
-    """Continue evenly spaced time labels (integers or ISO dates), else None."""
-    if not times or len(times) < 2:
-        return None
-    try:
-        a, b = int(times[-2]), int(times[-1])
-        return [str(b + (b - a) * k) for k in range(1, steps + 1)]
-    except ValueError:
-        pass
-    try:
-        a, b = np.datetime64(times[-2]), np.datetime64(times[-1])
-    except ValueError:
-        return None
-    return [str(b + (b - a) * k) for k in range(1, steps + 1)]
-
-
 def predict(
     checkpoint: str | Path,
     csv: str | Path | None = None,
@@ -58,8 +41,15 @@ def predict(
     """
     path = find_checkpoint(checkpoint, which)
     ckpt = load_checkpoint(path, kind=KIND)
-    config = config_from_dict(ForecastConfig, ckpt["config"], source=str(path))
-    columns = ckpt["columns"]
+    config = saved_config(ForecastConfig, ckpt, str(path))
+    columns = ckpt.get("columns")
+    if not (isinstance(columns, list) and columns and all(isinstance(c, str) for c in columns)):
+        raise UserError(f"{path}: columns={columns!r}, expected the list of column names")
+    try:
+        scaler = Scaler.from_dict(ckpt.get("scaler"), columns=len(columns))
+    except ValueError as e:
+        raise UserError(f"{path}: not a scaler ({e})") from None
+    model = load_weights(lambda: build_model(config, len(columns)), ckpt["model"], str(path))
     if csv is None:
         series = load_config_series(config)  # the series it was trained on
     elif str(csv) in EMBEDDED:
@@ -81,13 +71,10 @@ def predict(
             f"{series.source}: {len(series)} rows, the model needs the last "
             f"lookback={config.lookback} rows"
         )
-    scaler = Scaler.from_dict(ckpt["scaler"])
-    model = build_model(config, len(columns))
-    model.load_state_dict(ckpt["model"])
-    scaled = torch.as_tensor(scaler.transform(series.values), dtype=torch.float32)
+    scaled = torch.as_tensor(scaler.scaled(series))
     values = forecast_origins(model, scaled, [len(series)], config, scaler)[0]
 
-    labels = _future_labels(series.time, config.horizon)
+    labels = future_times(series.time, config.horizon)
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     output = Path(output) if output is not None else run_dir / "forecast.csv"
     header = ["step", *([series.time_column or "time"] if labels else []), columns[0]]

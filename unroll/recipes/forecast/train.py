@@ -46,6 +46,7 @@ from unroll.data.timeseries import (
 from unroll.engine import distributed
 from unroll.engine.device import num_threads, resolve_device
 from unroll.engine.loop import fit, make_optimizer, supervised_step
+from unroll.engine.model_check import check_memory, check_resumable
 from unroll.engine.recipe import Result
 from unroll.engine.run import Run, resume_point
 from unroll.engine.seed import seed_everything
@@ -111,9 +112,9 @@ def prepare(config: ForecastConfig, device: torch.device) -> Prepared:
         config.test_fraction,
     )
     scaler = Scaler.fit(series.values[: split.train_end])
-    scaled = torch.as_tensor(scaler.transform(series.values), dtype=torch.float32, device=device)
+    scaled = torch.as_tensor(scaler.scaled(series), device=device)
     scale = mase_scale(series.target[: split.train_end], config.season)
-    if not scale > 0:
+    if not 0 < scale < math.inf:
         raise UserError(
             f"{series.source}: the training part does not change over one season "
             f"(season={config.season}), so MASE is undefined"
@@ -184,6 +185,13 @@ def train(
     config = RECIPE.make_config() if config is None else config
     device = resolve_device(config.device)
     prep = prepare(config, device)  # raises UserError before anything is written
+
+    def build() -> Forecaster:
+        return build_model(config, prep.scaled.shape[1])
+
+    check_memory(build, "hidden_size/num_layers")
+    if point is not None and point.checkpoint is not None:
+        check_resumable(build, point.checkpoint, str(point.run_dir.checkpoint("last")))
     with (
         num_threads(config.threads),
         Run.start(

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from unroll.config import Alias, RunConfig, check
+from unroll.config import MAX_LAYERS, Alias, RunConfig, check
 from unroll.engine.loop import decayed_lr
 from unroll.engine.recipe import Recipe
 from unroll.errors import UserError
@@ -65,6 +65,7 @@ class LMConfig(RunConfig):
         super().validate()
         for f in ("num_layers", "num_steps", "hidden_size", "eval_batch_size", "eval_num_steps"):
             check(self, f, getattr(self, f) >= 1, "an integer >= 1")
+        check(self, "num_layers", self.num_layers <= MAX_LAYERS, f"1 to {MAX_LAYERS}")
         check(self, "lr_decay_after", self.lr_decay_after >= 0, "an integer >= 0")
         for f in ("init_scale", "lr_decay"):
             v = getattr(self, f)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 
-from unroll.config import config_from_dict
 from unroll.data.batching import batchify, bptt_batches, epoch_size
 from unroll.data.corpora import resolve_corpus
 from unroll.data.text import Vocabulary
 from unroll.engine.checkpoint import find_checkpoint, load_checkpoint
 from unroll.engine.device import autocast_factory, num_threads, resolve_device
+from unroll.engine.model_check import load_weights, saved_config
 from unroll.engine.progress import Progress
 from unroll.engine.recipe import Result
 from unroll.errors import UserError
@@ -95,6 +95,23 @@ def evaluate_ids(
     return float(nll), covered * B
 
 
+def saved_vocabulary(ckpt: dict[str, Any], config: LMConfig, source: str) -> Vocabulary:
+    """A checkpoint's vocabulary: distinct words, as many as its config's ``vocab_size``."""
+    words = ckpt.get("vocab")
+    if not isinstance(words, list) or not words:
+        raise UserError(f"{source}: the checkpoint has no vocabulary")
+    try:
+        vocab = Vocabulary.from_list(words)
+    except ValueError as e:
+        raise UserError(f"{source}: not a vocabulary ({e})") from None
+    if config.vocab_size is not None and config.vocab_size != len(vocab):
+        raise UserError(
+            f"{source}: the vocabulary has {len(vocab)} words, its config says "
+            f"vocab_size={config.vocab_size}"
+        )
+    return vocab
+
+
 def load_model(
     checkpoint: str | Path, device: str | torch.device = "auto", which: str = "best"
 ) -> tuple[LanguageModel, LMConfig, Vocabulary, torch.device]:
@@ -102,17 +119,9 @@ def load_model(
     path = find_checkpoint(checkpoint, which)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     ckpt = load_checkpoint(path, kind=KIND)
-    config = config_from_dict(LMConfig, ckpt["config"], source=str(path))
-    vocab_list = ckpt.get("vocab")
-    if not isinstance(vocab_list, list) or not vocab_list:
-        raise UserError(f"{path}: the checkpoint has no vocabulary")
-    vocab = Vocabulary.from_list(vocab_list)
-    model = build_model(config, len(vocab))
-    try:
-        model.load_state_dict(ckpt["model"])
-    except (RuntimeError, KeyError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path}: weights do not fit its config ({first[:200]})") from None
+    config = saved_config(LMConfig, ckpt, str(path))
+    vocab = saved_vocabulary(ckpt, config, str(path))
+    model = load_weights(lambda: build_model(config, len(vocab)), ckpt["model"], str(path))
     model.to(dev).eval()
     return model, config, vocab, dev
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from unroll.config import SEED_RANGE, is_seed
 from unroll.data.corpora import tokenize_prompt
 from unroll.data.text import EOS, Vocabulary
 from unroll.engine.device import num_threads
@@ -93,6 +94,8 @@ def generate(
         raise UserError(f"--temperature {temperature}: expected a number > 0")
     if top_k is not None and top_k < 1:
         raise UserError(f"--top-k {top_k}: expected an integer >= 1")
+    if seed is not None and not is_seed(seed):
+        raise UserError(f"--seed {seed}: expected {SEED_RANGE}")
     model, config, vocab, _ = load_model(checkpoint, device)
     if words is None and sentences is None:
         words = default_sample_length(config.level)

@@ -44,6 +44,7 @@ from unroll.engine.device import (
 )
 from unroll.engine.loop import FitResult, fit
 from unroll.engine.metrics_log import read_metrics
+from unroll.engine.model_check import check_memory, check_resumable
 from unroll.engine.progress import Progress
 from unroll.engine.recipe import Result
 from unroll.engine.run import Run, resume_point
@@ -52,7 +53,7 @@ from unroll.errors import UserError
 from unroll.metrics.lm import perplexity
 from unroll.models.lm import LanguageModel
 from unroll.recipes.lm.config import RECIPE, LMConfig, lr_at, normalize_data
-from unroll.recipes.lm.evaluate import build_model, evaluate_ids
+from unroll.recipes.lm.evaluate import build_model, evaluate_ids, saved_vocabulary
 from unroll.recipes.lm.generate import default_sample_length, sample_text
 from unroll.recipes.lm.steps import StepFn, build_train_step, uses_graphs
 
@@ -106,29 +107,6 @@ def _resolve_model_sizes(config: LMConfig, vocab: Vocabulary) -> LMConfig:
     return dataclasses.replace(config, vocab_size=len(vocab), embedding_size=emb)
 
 
-def _check_memory(config: LMConfig) -> None:
-    """Refuse a model whose parameters alone would not fit in memory (a typo, not a plan)."""
-    V, E, H, L = (
-        config.vocab_size or 0,
-        config.embedding_size or 0,
-        config.hidden_size,
-        config.num_layers,
-    )
-    params = V * E + 4 * H * (E + H + 2) + (L - 1) * 4 * H * (2 * H + 2) + (H + 1) * V
-    need = params * 4 * 3  # weights, gradients, one optimizer/state copy, fp32
-    try:
-        import os
-
-        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return
-    if need > have:
-        raise UserError(
-            f"the model has {params:,} parameters (about {need / 2**30:.0f} GiB to train), more "
-            f"than this machine's {have / 2**30:.0f} GiB: check hidden_size/embedding_size"
-        )
-
-
 def train(
     config: LMConfig | None = None,
     data: str | None = None,
@@ -159,7 +137,8 @@ def train(
         point = resume_point(RECIPE, resume, config if config is not None else {})
         config = point.config
         if point.checkpoint is not None:
-            vocab = Vocabulary.from_list(point.checkpoint["vocab"])
+            last = str(point.run_dir.checkpoint("last"))
+            vocab = saved_vocabulary(point.checkpoint, config, last)
     else:
         config = RECIPE.preset(RECIPE.default_preset) if config is None else config
         if data is not None:
@@ -170,7 +149,14 @@ def train(
     corpus = resolve_corpus(config.data, config.level, vocab=vocab)
     _check_sizes(config, corpus)
     config = _resolve_model_sizes(config, corpus.vocab)
-    _check_memory(config)
+
+    def build() -> LanguageModel:
+        return build_model(config, len(corpus.vocab))
+
+    # Plain SGD: weights, gradients and one more copy (the optimizer's step).
+    check_memory(build, "hidden_size/embedding_size/num_layers", copies=3)
+    if point is not None and point.checkpoint is not None:
+        check_resumable(build, point.checkpoint, str(point.run_dir.checkpoint("last")))
     with (
         num_threads(config.threads),
         matmul_precision(device, config.precision),
