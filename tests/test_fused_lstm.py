@@ -283,6 +283,29 @@ def test_gradgradcheck(peephole, coupled, forget_bias):
     assert torch.autograd.gradgradcheck(f, inputs + peeps)
 
 
+@pytest.mark.parametrize("peephole,coupled", list(itertools.product([False, True], [False, True])))
+def test_differentiable_backward_equals_the_hand_written_one(peephole, coupled):
+    """The gradients a differentiated backward computes (create_graph=True: the reference
+    cell's vjp) equal the hand-written backward's (gradchecked above), lengths too."""
+    inputs = make_inputs(peephole, True, seed=5)
+    leaves = [v for v in inputs.values() if v is not None]
+    probe = torch.randn(T, B, H, dtype=D, generator=torch.Generator().manual_seed(6))
+    grads = []
+    for create_graph in (False, True):
+        y, h, c = lstm_sequence(
+            **inputs, forget_bias=0.5, coupled=coupled, lengths=torch.tensor([4, 1, 3])
+        )
+        loss = (y * probe).sum() + (h * c).sum()
+        grads.append(
+            torch.autograd.grad(loss, leaves, create_graph=create_graph, allow_unused=True)
+        )
+    for a, b in zip(*grads, strict=True):
+        assert (a is None) == (b is None) == (coupled and a is None)  # coupled: w_ci unused
+        if a is not None:
+            assert b.requires_grad
+            torch.testing.assert_close(a, b.detach())
+
+
 def test_higher_order_gradients_go_through_the_reference_only():
     """A plain backward runs the hand-written loops (the fast path); only a backward that is
     itself differentiated (create_graph=True) runs the reference cell's vjp."""
