@@ -536,9 +536,12 @@ class _RNNBase(TorchTwin, nn.Module):
         if impl == "reference" and torch.jit.is_tracing():
             # A trace records the loop below step by step and nothing says so; torch.export
             # (which specializes T too) fails loudly instead when T is declared dynamic.
+            with warnings.catch_warnings():  # T is a traced size: printing it is no data flow
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                steps = int(T)
             warnings.warn(
                 f"{type(self).__name__}: traced as the reference loop, unrolled over the example "
-                f"input's T = {T} steps: the traced/exported graph takes that length only",
+                f"input's T = {steps} steps: the traced/exported graph takes that length only",
                 stacklevel=2,
             )
         valid = rev_index = None
