@@ -410,8 +410,8 @@ class _RNNBase(TorchTwin, nn.Module):
         # Not while exporting: the lengths are then an input of the graph, their values those
         # of the example (a trace would warn, torch.export would refuse to read them).
         if (
-            batch
-            and not exporting()
+            not exporting()
+            and batch
             and (int(lengths_cpu.min()) <= 0 or int(lengths_cpu.max()) > steps)
         ):
             raise ValueError(

@@ -35,6 +35,8 @@ reference cells. Used only while exporting to ONNX (`unroll.nn.layers`: implemen
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -96,7 +98,11 @@ class _Node(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, op, X, W, R, Bias, seq_lens, h0, c0, P, H, activation):
-        return _definition(op, X, W, R, Bias, seq_lens, h0, c0, P, activation)
+        # Only the trace's example values come from here (the graph gets `symbolic`'s node),
+        # so the tracer's notices about sizes read as constants inside do not apply.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            return _definition(op, X, W, R, Bias, seq_lens, h0, c0, P, activation)
 
     @staticmethod
     def symbolic(g, op, X, W, R, Bias, seq_lens, h0, c0, P, H, activation):
