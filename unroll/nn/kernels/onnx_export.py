@@ -81,9 +81,9 @@ def _definition(op, X, W, R, Bias, seq_lens, h0, c0, P, activation):
                 h = rnn_step(x_proj[t], h, w_hh, Rb, activation.lower())
             ys.append(h)
         Y = torch.stack(ys)
-        finals = (h,) if last is None else (Y[last, torch.arange(B)],)
+        finals = (h,) if last is None else (Y[last, torch.arange(B, device=X.device)],)
     if last is not None:
-        steps = torch.arange(T).unsqueeze(1)  # (T, 1)
+        steps = torch.arange(T, device=X.device).unsqueeze(1)  # (T, 1)
         Y = torch.where((steps <= last).unsqueeze(2), Y, Y.new_zeros(()))
     return (Y.unsqueeze(1), *(f.unsqueeze(0) for f in finals))
 
