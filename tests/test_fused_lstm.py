@@ -146,9 +146,10 @@ def test_input_that_needs_no_grad_gets_none():
     w_ih, w_hh, b = _kernel_weights(
         inputs["weight_ih"], inputs["weight_hh"], inputs["bias_ih"], inputs["bias_hh"], 0.0, False
     )
-    y, h, c = LSTMFunction.apply(
+    y, h, c, *buffers = LSTMFunction.apply(
         x, inputs["h0"].detach(), inputs["c0"].detach(), w_ih, w_hh, b, None, None, None
     )
+    assert not any(t.requires_grad for t in buffers)  # A, Cs, TC: for the backward only
     y.sum().backward()
     assert inputs["weight_hh"].grad is not None and inputs["h0"].grad is None
 
@@ -248,3 +249,83 @@ def test_layer_with_every_gemm_through_onednn_close_to_reference(monkeypatch, lo
         results.append([o.detach() for o in out] + list(grads))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "peephole,coupled,forget_bias",
+    [
+        (False, False, 0.0),
+        (False, False, 1.0),
+        (True, False, 0.0),
+        (False, True, 1.0),
+        (True, True, 0.5),
+    ],
+)
+def test_gradgradcheck(peephole, coupled, forget_bias):
+    """Second derivatives (create_graph=True: the gradients through the reference cell) against
+    finite differences of the first, every variant, with lengths; tiny sizes."""
+    g = torch.Generator().manual_seed(7)
+    Tt, Bt, Ct, Ht = 3, 2, 2, 2
+
+    def r(*shape):
+        return (torch.randn(*shape, generator=g, dtype=D) * 0.7).requires_grad_(True)
+
+    inputs = [r(Tt, Bt, Ct), r(Bt, Ht), r(Bt, Ht), r(4 * Ht, Ct), r(4 * Ht, Ht), r(4 * Ht)]
+    peeps = [r(Ht) for _ in range(3)] if peephole else []
+    lengths = torch.tensor([3, 2])
+
+    def f(x, h0, c0, w_ih, w_hh, b, *peeps):  # one bias: the kernel sums the two anyway
+        return lstm_sequence(
+            x, h0, c0, w_ih, w_hh, b, torch.zeros_like(b), *(peeps or [None] * 3),
+            forget_bias=forget_bias, coupled=coupled, lengths=lengths,
+        )  # fmt: skip
+
+    assert torch.autograd.gradgradcheck(f, inputs + peeps)
+
+
+@pytest.mark.parametrize("peephole,coupled", list(itertools.product([False, True], [False, True])))
+def test_differentiable_backward_equals_the_hand_written_one(peephole, coupled):
+    """The gradients a differentiated backward computes (create_graph=True: the reference
+    cell's vjp) equal the hand-written backward's (gradchecked above), lengths too."""
+    inputs = make_inputs(peephole, True, seed=5)
+    leaves = [v for v in inputs.values() if v is not None]
+    probe = torch.randn(T, B, H, dtype=D, generator=torch.Generator().manual_seed(6))
+    grads = []
+    for create_graph in (False, True):
+        y, h, c = lstm_sequence(
+            **inputs, forget_bias=0.5, coupled=coupled, lengths=torch.tensor([4, 1, 3])
+        )
+        loss = (y * probe).sum() + (h * c).sum()
+        grads.append(
+            torch.autograd.grad(loss, leaves, create_graph=create_graph, allow_unused=True)
+        )
+    for a, b in zip(*grads, strict=True):
+        assert (a is None) == (b is None) == (coupled and a is None)  # coupled: w_ci unused
+        if a is not None:
+            assert b.requires_grad
+            torch.testing.assert_close(a, b.detach())
+
+
+def test_higher_order_gradients_go_through_the_reference_only():
+    """A plain backward runs the hand-written loops (the fast path); only a backward that is
+    itself differentiated (create_graph=True) runs the reference cell's vjp."""
+    from unroll.nn.kernels import lstm_fused
+
+    inputs = make_inputs(True, True)
+    calls = []
+    real = lstm_fused._reference_backward
+
+    def counted(*args):
+        calls.append(1)
+        return real(*args)
+
+    lstm_fused._reference_backward = counted
+    try:
+        y, h, c = lstm_sequence(**inputs)
+        torch.autograd.grad(y.sum(), inputs["x"])
+        assert calls == []
+        y, h, c = lstm_sequence(**inputs)
+        torch.autograd.grad(y.sum(), inputs["x"], create_graph=True)
+        assert calls == [1]
+    finally:
+        lstm_fused._reference_backward = real

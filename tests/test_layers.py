@@ -366,7 +366,8 @@ def test_dropout_only_between_layers(kind, impl):
 @pytest.mark.parametrize("impl", ["reference", "fused", "auto"])
 def test_dropout_has_no_effect_with_one_layer(impl):
     torch.manual_seed(0)
-    a = unroll.LSTM(C, H, 1, dropout=0.9, impl=impl, dtype=D).train()
+    with pytest.warns(UserWarning, match="expects num_layers greater than 1"):  # as torch.nn
+        a = unroll.LSTM(C, H, 1, dropout=0.9, impl=impl, dtype=D).train()
     b = unroll.LSTM(C, H, 1, impl=impl, dtype=D)
     b.load_state_dict(a.state_dict())
     torch.testing.assert_close(a(make_x())[0], b(make_x())[0])

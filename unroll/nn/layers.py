@@ -6,8 +6,8 @@ the same parameter names (``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}
 ``bias_hh_l{k}``, ``weight_hr_l{k}``, ``_reverse`` for the backward direction) and gate order,
 so a standard layer's `state_dict` loads into the torch module and back. unroll's own options
 (LSTM variants, ``impl``) are keyword-only; ``state=`` is an alias of ``hx`` kept for older
-callers. Every layer runs one of three implementations, chosen in one place,
-`_RNNBase.implementation`:
+callers. Every layer runs one of three implementations (a fourth while exporting to ONNX),
+chosen in one place, `_RNNBase.implementation`:
 
   reference  a Python loop over time calling the cell's step function (`unroll.nn.cells`), with the
              input projection for all T steps done as one GEMM. The specification.
@@ -32,20 +32,40 @@ padded x (any order, as enforce_sorted=False). Padded steps never change the sta
 are zero; the reverse direction starts at each sequence's own last step; the final state is the
 state after each sequence's last valid step.
 
-``layer.implementation`` says what actually runs ("torch", "fused" or "reference").
+``layer.implementation`` says what actually runs ("torch", "fused", "reference", or "onnx" while
+torch.onnx.export records).
 
-Tracing and compiling (`tests/test_compat.py` holds each to eager numbers):
+Tracing, compiling, transforming (`tests/test_compat.py` holds each to eager numbers, the
+reference loop, torch.nn or onnxruntime):
   torch.compile  every implementation runs. The LSTM's `torch._VF` call is left to eager (a
                  graph break, which is how `torch.nn.LSTM` itself runs under torch.compile:
                  dynamo does not trace it, and on CPU its lowering fails when the weights need
                  gradients). GRU/RNN's, the fused LSTM (custom ops, compiled loops loaded when
                  the layer is built) and the reference are traced, with ``fullgraph=True`` too.
-  export         torch.onnx.export (either exporter), torch.jit.trace and torch.export get
-                 portable ops: the fused LSTM exports as torch's LSTM (an ONNX LSTM node) when
-                 the cell is standard, else as the reference loop, unrolled over the T of the
-                 example input (so a variant's export has a fixed sequence length; a trace
-                 warns, torch.export refuses a dynamic T). An LSTM with proj_size goes to ONNX
-                 as the reference loop too: torch's op has no ONNX form with a projection.
+  torch.onnx.export  (either exporter) one ONNX LSTM/GRU/RNN node per layer and direction
+                 (`unroll.nn.kernels.onnx_export`), whatever ``impl`` says: every LSTM variant
+                 and projection maps onto ONNX's LSTM exactly; the T axis may be dynamic, and
+                 ``lengths`` become the nodes' sequence_lens.
+  jit.trace, torch.export  portable ops: torch's op where the math is torch's (any T), else
+                 the reference loop, unrolled over the example's T (a trace warns; torch.export
+                 refuses a dynamic T). jit.trace + save + load round-trips.
+  torch.jit.script  compiles torch.nn's module on the same parameters (`to_torch`) where the
+                 math is torch's; an LSTM variant is refused in one line naming jit.trace,
+                 torch.export and torch.compile.
+  higher-order gradients, torch.func  every implementation: the fused LSTM's backward is
+                 first-order, so a differentiated backward (create_graph=True, torch.func)
+                 runs through the reference cell. vmap and forward mode work where the fused
+                 kernel or the reference runs; torch's kernel behaves as torch.nn's (no forward
+                 mode on CPU, no vmap batching rule).
+
+torch.nn's types: a layer is not an instance of `torch.nn.LSTM`/`GRU`/`RNN`. Subclassing
+them would make dynamo graph-break on the whole layer (it refuses every nn.LSTM/GRU/RNN
+instance, `torch._dynamo.config.allow_rnn`), losing the compiled fused and reference paths,
+and would not help torch.ao.quantization, which swaps modules by exact type; torch.nn.RNNBase's
+list-keeping machinery would also need overriding. `to_torch()` returns the torch.nn module
+on the same parameters where the math is torch's; torch.ao.quantization warns that it leaves
+ours float (`TorchTwin`). ``_flat_weights``/``_flat_weights_names``, ``all_weights``, ``mode``
+and ``proj_size`` are torch.nn's.
 
 CUDA-graph capture: the fixed-length forward (no lengths, no PackedSequence) does no host sync
 and no value-dependent Python branching, and allocates no parameters; variable lengths read
@@ -64,11 +84,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from unroll.nn.cells.base import check_cell_state, check_like, hx_or_state
+from unroll.nn.cells.base import TorchTwin, check_cell_state, check_like, hx_or_state
 from unroll.nn.cells.gru import gru_step
 from unroll.nn.cells.lstm import lstm_step, variant_repr
 from unroll.nn.cells.rnn import NONLINEARITIES, rnn_step
 from unroll.nn.kernels.lstm_fused import lstm_sequence, time_loops
+from unroll.nn.kernels.onnx_export import hidden_state_onnx, lstm_onnx
 
 IMPLS = ("auto", "reference", "fused")
 Lengths = Tensor | Sequence[int]
@@ -81,7 +102,12 @@ def exporting() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
-class _RNNBase(nn.Module):
+def exporting_to_onnx() -> bool:
+    """True while torch.onnx.export (either exporter) records the forward."""
+    return exporting() and torch.onnx.is_in_onnx_export()
+
+
+class _RNNBase(TorchTwin, nn.Module):
     """Parameters, validation, stacking, directions and the implementation switch.
 
     Subclasses set `_gates` (gate blocks per weight) and `mode` (torch's name: "LSTM", "GRU",
@@ -128,6 +154,14 @@ class _RNNBase(nn.Module):
             raise ValueError(f"{name}: expected dropout in [0, 1], got {dropout!r}")
         if impl not in IMPLS:
             raise ValueError(f"{name}: expected impl one of {IMPLS}, got {impl!r}")
+        if dropout > 0 and num_layers == 1:  # torch.nn's words, torch.nn's category
+            warnings.warn(
+                "dropout option adds dropout after all but last "
+                "recurrent layer, so non-zero dropout expects "
+                f"num_layers greater than 1, but got dropout={dropout} and "
+                f"num_layers={num_layers}",
+                stacklevel=3,
+            )
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.bidirectional, self.proj_size, self.impl = bidirectional, proj_size, impl
@@ -199,15 +233,24 @@ class _RNNBase(nn.Module):
 
     @property
     def implementation(self) -> str:
-        """What runs: "torch" (`torch._VF` fused kernels), "fused" (unroll's) or "reference".
+        """What runs: "torch" (`torch._VF` fused kernels), "fused" (unroll's), "reference", or
+        "onnx" (ONNX nodes, while torch.onnx.export records: `kernels.onnx_export`).
 
         The one place that turns ``impl`` into an implementation. Where the fused kernel cannot
-        run (no such kernel, a projection, or an export in progress: see `exporting`), "fused"
-        and "auto" fall back to torch's kernel if the math is torch's, else to the reference.
+        run (no such kernel, or a projection), "fused" and "auto" fall back to torch's kernel
+        if the math is torch's, else to the reference. While a forward is traced or exported
+        (see `exporting`) only portable ops may be recorded, whatever ``impl`` says: ONNX's
+        own recurrent node for torch.onnx.export (every variant, any T), else torch's op where
+        the math is torch's (its traced form takes any T, a traced loop one T only), else the
+        reference loop.
         """
+        if exporting():
+            if exporting_to_onnx():
+                return "onnx"
+            return "torch" if self._uses_torch_kernel() else "reference"
         if self.impl == "reference":
             return "reference"
-        fused = self._has_fused_kernel() and not exporting()
+        fused = self._has_fused_kernel()
         if self.impl == "fused" and fused:
             return "fused"
         if self._uses_torch_kernel():
@@ -236,7 +279,7 @@ class _RNNBase(nn.Module):
         CUDA only (a no-op elsewhere); called after ``.to()``/``.cuda()``. Without it cuDNN
         compacts the weights on every call (and warns). Peepholes are not cuDNN weights.
         """
-        flat = self._torch_flat_weights()
+        flat = self._flat_weights
         first = flat[0]
         if not first.is_cuda or not torch.backends.cudnn.is_acceptable(first):
             return
@@ -268,15 +311,41 @@ class _RNNBase(nn.Module):
         self._prepare_kernels()  # e.g. moved from meta/cuda to the CPU
         return out
 
-    def _torch_flat_weights(self) -> list[Tensor]:
-        """Weights in `torch._VF`'s order: per layer, per direction: w_ih, w_hh[, b_ih, b_hh]
-        [, w_hr] (torch reads a projection off the count)."""
-        flat = []
-        for k in range(self.num_layers * self.num_directions):
-            w_ih, w_hh, b_ih, b_hh = self._weights(k)
-            flat += [w_ih, w_hh] + ([b_ih, b_hh] if self.bias else [])
-            flat += [self._get("weight_hr", k)] if self.proj_size else []
-        return flat
+    @property
+    def _flat_weights_names(self) -> list[str]:
+        """`torch.nn.RNNBase`'s: the names of `_flat_weights`, in `torch._VF`'s order: per layer,
+        per direction: weight_ih, weight_hh[, bias_ih, bias_hh][, weight_hr] (torch reads a
+        projection off the count). Peepholes are not torch's weights."""
+        names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if self.bias else [])
+        names += ["weight_hr"] if self.proj_size else []
+        return [
+            n + self._suffix(*divmod(k, self.num_directions))
+            for k in range(self.num_layers * self.num_directions)
+            for n in names
+        ]
+
+    @property
+    def _flat_weights(self) -> list[Tensor]:
+        """`torch.nn.RNNBase`'s: the weights `torch._VF` takes, read now (with getattr, so a
+        parametrization is honoured; torch.nn keeps a list it refreshes on assignment)."""
+        return [getattr(self, n) for n in self._flat_weights_names]
+
+    # --- torch.nn's own module (`TorchTwin`) ---------------------------------------------------
+    def _torch_module(self) -> nn.RNNBase:
+        kwargs = {
+            "num_layers": self.num_layers,
+            "bias": self.bias,
+            "batch_first": self.batch_first,
+            "dropout": self.dropout,
+            "bidirectional": self.bidirectional,
+        }
+        if self.mode == "LSTM":
+            cls, kwargs["proj_size"] = nn.LSTM, self.proj_size
+        elif self.mode == "GRU":
+            cls = nn.GRU
+        else:
+            cls, kwargs["nonlinearity"] = nn.RNN, self.mode[4:].lower()
+        return cls(self.input_size, self.hidden_size, **kwargs, device="meta")
 
     # --- validation ----------------------------------------------------------------------------
     def _check_input(self, x: Tensor) -> None:
@@ -338,7 +407,13 @@ class _RNNBase(nn.Module):
             raise ValueError(
                 f"{name}: expected {batch} lengths (one per sequence), got {lengths_cpu.numel()}"
             )
-        if batch and (int(lengths_cpu.min()) <= 0 or int(lengths_cpu.max()) > steps):
+        # Not while exporting: the lengths are then an input of the graph, their values those
+        # of the example (a trace would warn, torch.export would refuse to read them).
+        if (
+            not exporting()
+            and batch
+            and (int(lengths_cpu.min()) <= 0 or int(lengths_cpu.max()) > steps)
+        ):
             raise ValueError(
                 f"{name}: expected every length in [1, {steps}] (T = {steps}), got "
                 f"min {int(lengths_cpu.min())}, max {int(lengths_cpu.max())}"
@@ -461,9 +536,12 @@ class _RNNBase(nn.Module):
         if impl == "reference" and torch.jit.is_tracing():
             # A trace records the loop below step by step and nothing says so; torch.export
             # (which specializes T too) fails loudly instead when T is declared dynamic.
+            with warnings.catch_warnings():  # T is a traced size: printing it is no data flow
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                steps = int(T)
             warnings.warn(
                 f"{type(self).__name__}: traced as the reference loop, unrolled over the example "
-                f"input's T = {T} steps: the traced/exported graph takes that length only",
+                f"input's T = {steps} steps: the traced/exported graph takes that length only",
                 stacklevel=2,
             )
         valid = rev_index = None
@@ -481,7 +559,9 @@ class _RNNBase(nn.Module):
                 return t.flip(0)
             return t.gather(0, rev_index.unsqueeze(2).expand_as(t))
 
-        direction = self._fused_direction if impl == "fused" else self._reference_direction
+        direction = {"fused": self._fused_direction, "onnx": self._onnx_direction}.get(
+            impl, self._reference_direction
+        )
         layer_input, finals = x, []
         for layer in range(self.num_layers):
             if layer > 0 and self.dropout > 0 and self.training:
@@ -519,6 +599,16 @@ class _RNNBase(nn.Module):
 
     def _fused_direction(self, x, state, k, valid, lengths):
         raise NotImplementedError
+
+    def _onnx_direction(self, x, state, k, valid, lengths):
+        """One layer/direction as one ONNX node (`kernels.onnx_export`): y (T, B, R) and the
+        final state."""
+        raise NotImplementedError
+
+
+def _zero_padding(y: Tensor, valid: Tensor | None) -> Tensor:
+    """y (T, B, ·) with zeros where valid (T, B) is False (as every implementation outputs)."""
+    return y if valid is None else torch.where(valid.unsqueeze(2), y, y.new_zeros(()))
 
 
 def _vf_lstm(x, batch_sizes, hx, flat, has_bias, num_layers, dropout, train, bidir, batch_first):
@@ -625,11 +715,11 @@ class LSTM(_RNNBase):
         return super().extra_repr() + variant_repr(self.forget_bias, self.peephole, self.coupled)
 
     def _uses_torch_kernel(self) -> bool:
-        if self.peephole or self.coupled:
-            return False
-        # torch's LSTM op with a projection has no ONNX form (TorchScript exporter: "not
-        # supported"; dynamo exporter: a wrong initial_c shape, torch 2.13): export the loop.
-        return not (self.proj_size and exporting() and torch.onnx.is_in_onnx_export())
+        return not (self.peephole or self.coupled)
+
+    def _why_not_torch(self) -> str | None:
+        variant = variant_repr(self.forget_bias, self.peephole, self.coupled)
+        return f"an LSTM variant: {variant.lstrip(', ')}" if variant else super()._why_not_torch()
 
     def _has_fused_kernel(self) -> bool:
         # The kernel's time loops recur on o ⊙ tanh(c) itself; a projection would need others.
@@ -647,7 +737,7 @@ class LSTM(_RNNBase):
         return tuple(self._get(n, k) for n in ("weight_ci", "weight_cf", "weight_co"))
 
     def _torch_call(self, x, batch_sizes, hx, batch_first):
-        flat, has_bias = self._torch_flat_weights(), self.bias
+        flat, has_bias = self._flat_weights, self.bias
         if self.forget_bias:  # fold the constant into bias_ih of every layer/direction
             fb, folded = self._forget_bias_rows, []
             for k in range(self.num_layers * self.num_directions):
@@ -711,6 +801,25 @@ class LSTM(_RNNBase):
         )
         return y, (h, c)
 
+    def _onnx_direction(self, x, state, k, valid, lengths):
+        w_ih, w_hh, b_ih, b_hh = self._weights(k)
+        y, h, c = lstm_onnx(
+            x,
+            state[0],
+            state[1],
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+            *self._peepholes(k),
+            self._get("weight_hr", k),
+            hidden_size=self.hidden_size,
+            forget_bias=self.forget_bias,
+            coupled=self.coupled,
+            lengths=lengths,
+        )
+        return _zero_padding(y, valid), (h, c)
+
 
 def _vf_gru_or_rnn(fn, x, batch_sizes, h, flat, bias, num_layers, dropout, train, bidir, bf):
     """`torch._VF.gru`/`rnn_tanh`/`rnn_relu` on a padded (batch_sizes None) or packed input."""
@@ -720,10 +829,29 @@ def _vf_gru_or_rnn(fn, x, batch_sizes, h, flat, bias, num_layers, dropout, train
 
 
 class _HiddenStateRNN(_RNNBase):
-    """GRU and RNN: one state tensor h, run by `torch._VF` function `_vf`."""
+    """GRU and RNN: one state tensor h, run by `torch._VF` function `_vf`; ONNX's node
+    `_onnx_op`."""
+
+    _onnx_op: str
 
     def _vf(self):
         raise NotImplementedError
+
+    def _onnx_direction(self, x, state, k, valid, lengths):
+        w_ih, w_hh, b_ih, b_hh = self._weights(k)
+        y, h = hidden_state_onnx(
+            self._onnx_op,
+            x,
+            state[0],
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+            hidden_size=self.hidden_size,
+            nonlinearity=getattr(self, "nonlinearity", "tanh"),  # RNN's
+            lengths=lengths,
+        )
+        return _zero_padding(y, valid), (h,)
 
     def _torch_call(self, x, batch_sizes, hx, batch_first):
         if hx is None:
@@ -734,7 +862,7 @@ class _HiddenStateRNN(_RNNBase):
             x,
             batch_sizes,
             hx[0],
-            self._torch_flat_weights(),
+            self._flat_weights,
             self.bias,
             self.num_layers,
             self.dropout,
@@ -757,6 +885,7 @@ class GRU(_HiddenStateRNN):
 
     _gates = 3
     mode = "GRU"
+    _onnx_op = "GRU"
 
     def __init__(
         self,
@@ -805,6 +934,7 @@ class RNN(_HiddenStateRNN):
     """
 
     _gates = 1
+    _onnx_op = "RNN"
 
     def __init__(
         self,

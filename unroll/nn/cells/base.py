@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -53,7 +54,69 @@ def check_cell_state(name: str, what: str, s: Tensor, shape: tuple[int, ...], li
     check_like(name, what, s, like)
 
 
-class CellBase(nn.Module):
+class TorchTwin:
+    """The torch.nn module of the same math, for tools that take torch.nn modules by exact
+    type (a mixin of unroll's cells and layers, before nn.Module).
+
+    `to_torch` builds it on the same Parameter objects; torch.jit.script scripts it instead
+    (`__prepare_scriptable__`); torch.ao.quantization, which swaps torch.nn's modules by exact
+    type and would leave ours float without a word, gets a warning naming `to_torch`.
+    Subclasses implement `_torch_module` (the torch.nn module, on the meta device) and extend
+    `_why_not_torch` (why none computes this one, e.g. an LSTM variant).
+    """
+
+    def _why_not_torch(self) -> str | None:
+        from torch.nn.utils import parametrize
+
+        return "parametrized weights" if parametrize.is_parametrized(self) else None
+
+    def _torch_module(self) -> nn.Module:
+        raise NotImplementedError
+
+    def to_torch(self) -> nn.Module:
+        """The `torch.nn` module this is (LSTM, GRU, RNN or their cells), sharing its
+        parameters (the same Parameter objects: training one trains both), in the same
+        train/eval mode. Raises ValueError where no torch.nn module computes the same (an LSTM
+        variant: peephole, coupled, forget_bias; parametrized weights)."""
+        reason = self._why_not_torch()
+        if reason:
+            raise ValueError(f"{self!r}: no torch.nn module computes it ({reason})")
+        with warnings.catch_warnings():  # torch's num_layers=1 dropout warning: ours came first
+            warnings.simplefilter("ignore", UserWarning)
+            module = self._torch_module()
+        for name, _ in list(module.named_parameters()):  # same names (torch.nn's)
+            setattr(module, name, getattr(self, name))
+        module.train(self.training)
+        if hasattr(module, "flatten_parameters"):
+            module.flatten_parameters()
+        return module
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """torch.jit.script compiles torch.nn's modules, not ours (Python-only features: the
+        ``state=`` alias, lengths, the implementation switch): it scripts `to_torch` instead,
+        the same math on the same parameters. torch.jit.script puts what this returns in the
+        scripted module's parent, in place (torch's way)."""
+        reason = self._why_not_torch()
+        if reason:
+            raise RuntimeError(
+                f"{self!r} cannot be scripted ({reason}: no torch.nn module computes it): "
+                "use torch.jit.trace, torch.export or torch.compile"
+            )
+        return self.to_torch()
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "qconfig":
+            # torch.ao.quantization (quantize_dynamic, prepare) sets qconfig on every module it
+            # walks, then swaps torch.nn's modules by exact type.
+            warnings.warn(
+                f"{type(self).__name__}: torch.ao.quantization leaves unroll modules in float "
+                "(it swaps torch.nn modules by exact type); quantize .to_torch() instead",
+                stacklevel=2,
+            )
+        super().__setattr__(name, value)
+
+
+class CellBase(TorchTwin, nn.Module):
     """Weights of a cell with `gates` gate blocks, in PyTorch's layout and names::
 
         weight_ih (gates·H, C)   weight_hh (gates·H, H)   bias_ih, bias_hh (gates·H,) or None

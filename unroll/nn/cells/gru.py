@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from unroll.nn.cells.base import CellBase, check_cell_input, check_cell_state, hx_or_state
 
@@ -43,6 +43,9 @@ class GRUCell(CellBase):
     ):
         super().__init__(input_size, hidden_size, bias, gates=3, device=device, dtype=dtype)
         self.reset_parameters()
+
+    def _torch_module(self) -> nn.GRUCell:
+        return nn.GRUCell(self.input_size, self.hidden_size, self.bias, device="meta")
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")

@@ -124,6 +124,13 @@ class LSTMCell(CellBase):
         s = f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
         return s + variant_repr(self.forget_bias, self.peephole, self.coupled)
 
+    def _why_not_torch(self) -> str | None:
+        variant = variant_repr(self.forget_bias, self.peephole, self.coupled)
+        return f"an LSTM variant: {variant.lstrip(', ')}" if variant else super()._why_not_torch()
+
+    def _torch_module(self) -> nn.LSTMCell:
+        return nn.LSTMCell(self.input_size, self.hidden_size, self.bias, device="meta")
+
     def forward(
         self,
         input: Tensor,

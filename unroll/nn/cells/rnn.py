@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from unroll.nn.cells.base import CellBase, check_cell_input, check_cell_state, hx_or_state
 
@@ -57,6 +57,11 @@ class RNNCell(CellBase):
         super().__init__(input_size, hidden_size, bias, gates=1, device=device, dtype=dtype)
         self.nonlinearity = nonlinearity
         self.reset_parameters()
+
+    def _torch_module(self) -> nn.RNNCell:
+        return nn.RNNCell(
+            self.input_size, self.hidden_size, self.bias, self.nonlinearity, device="meta"
+        )
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"

@@ -26,14 +26,21 @@ f, g, o when coupled — the kernel boundary drops the unused input-gate rows, `
     Cs  (T, B, H)  c_t            TC (T, B, H)  tanh(c_t)          Y (T, B, H)  h_t
     dG  (T, B, G)  gradients of the gate pre-activations (backward)
 
-Double backward is not supported (the backward is hand-written).
+Higher-order gradients and `torch.func`: the hand-written backward is first-order. When a
+backward is itself differentiated (``create_graph=True``: gradient penalties, `torch.func.grad`,
+`vjp`, `jacrev`, which always build a graph) the gradients are computed instead through the
+reference cell (`unroll.nn.cells.lstm.lstm_step`) from the saved inputs, so they are
+differentiable to any order; `torch.func.jvp`/`jacfwd` (forward mode) take the same reference,
+and `torch.vmap` folds the mapped dimension into the batch (`LSTMFunction.vmap`).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from unroll.nn.cells.lstm import lstm_step
 from unroll.nn.kernels.gemm import gemm_nt, onednn_matmul, weight_gradient
 
 
@@ -104,13 +111,14 @@ def lstm_sequence(
     if lengths is not None:
         last = (lengths.to(x.device) - 1).long()
     args = (x, h0, c0, w_ih, w_hh, bias, peep_in, weight_co, last, loops)
+    fn = LSTMFunction if torch.compiler.is_compiling() else LSTMFunctionWithJvp
     if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
         # The kernel computes in the parameters' dtype: autocast would mix dtypes in its
         # in-place buffers.
         with torch.autocast(x.device.type, enabled=False):
-            y, h_n, c_n = LSTMFunction.apply(*args)
+            y, h_n, c_n = fn.apply(*args)[:3]
     else:
-        y, h_n, c_n = LSTMFunction.apply(*args)
+        y, h_n, c_n = fn.apply(*args)[:3]
     if last is not None:
         steps = torch.arange(x.shape[0], device=x.device).unsqueeze(1)  # (T, 1)
         y = torch.where((steps <= last).unsqueeze(2), y, y.new_zeros(()))
@@ -260,6 +268,50 @@ def time_loops(device: torch.device, dtype: torch.dtype):
     return PythonLoops
 
 
+def reference_sequence(x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last):
+    """`LSTMFunction`'s math by the reference cell, from its kernel-layout inputs: Y, h_n, c_n.
+
+    Plain differentiable ops (the cell's `lstm_step` in a loop), so autograd, `torch.func` and
+    vmap go through it to any order: `LSTMFunction` runs it where its hand-written backward
+    cannot (see the module docstring). Back to the cell's layout: a coupled cell's input-gate
+    rows come back as zeros (i = 1 − f never reads them), the one bias (forget_bias already
+    in it) is added with the input projection, and peep_in splits into w_ci, w_cf.
+    """
+    T, B = x.shape[0], x.shape[1]
+    H = h0.shape[-1]
+    coupled = w_hh.shape[0] == 3 * H
+    x_proj = F.linear(x, w_ih, bias)  # (T, B, G): the input projection as one GEMM
+    if coupled:
+        x_proj = torch.cat((torch.zeros_like(x_proj[:, :, :H]), x_proj), 2)  # (T, B, 4H)
+        w_hh = torch.cat((torch.zeros_like(w_hh[:H]), w_hh))  # (4H, H)
+    w_ci = w_cf = None
+    if peep_in is not None:
+        w_ci, w_cf = (None, peep_in[0]) if coupled else (peep_in[0], peep_in[1])
+    h, c, ys, cs = h0, c0, [], []
+    for t in range(T):
+        h, c = lstm_step(x_proj[t], h, c, w_hh, None, w_ci, w_cf, peep_o, 0.0, coupled)
+        ys.append(h)
+        cs.append(c)
+    Y = torch.stack(ys)
+    if last is None:
+        return Y, h, c
+    batch = torch.arange(B, device=x.device)
+    return Y, Y[last, batch], torch.stack(cs)[last, batch]
+
+
+def _as_reference(inputs, last, wanted):
+    """`reference_sequence` as a function of the inputs at indices ``wanted`` (the rest, None
+    or needing no gradient, stay constants), and those inputs."""
+
+    def f(*tensors):
+        args = list(inputs)
+        for i, t in zip(wanted, tensors):
+            args[i] = t
+        return reference_sequence(*args, last)
+
+    return f, tuple(inputs[i] for i in wanted)
+
+
 class LSTMFunction(torch.autograd.Function):
     """LSTM over a sequence in kernel layout (see the module docstring).
 
@@ -268,11 +320,13 @@ class LSTMFunction(torch.autograd.Function):
     peep_o (H,) or None (peephole of o on c_t), last (B,) int64 or None (= T − 1),
     loops: the time loops (`time_loops`; None picks them for x's device and dtype).
     Coupled is read off the shapes: nb = G / H is 3.
-    Outputs: Y (T, B, H), h_n, c_n (B, H).
+    Outputs: Y (T, B, H), h_n, c_n (B, H), then the buffers the backward reads, A (T, B, G),
+    Cs and TC (T, B, H): outputs rather than ctx attributes because torch.func runs only
+    Functions whose forward takes no ctx; they are non-differentiable.
     """
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, loops=None):
+    def forward(x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, loops=None):
         T, B, C = x.shape
         H = h0.shape[1]
         G = w_hh.shape[0]
@@ -290,14 +344,29 @@ class LSTMFunction(torch.autograd.Function):
         else:
             batch = torch.arange(B, device=x.device)
             h_n, c_n = Y[last, batch], Cs[last, batch]
-        ctx.loops = loops
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, peep_in, peep_o, last, A, Cs, TC, Y)
-        return Y, h_n, c_n
+        return Y, h_n, c_n, A, Cs, TC
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, dY, dh_n, dc_n):
-        x, h0, c0, w_ih, w_hh, peep_in, peep_o, last, A, Cs, TC, Y = ctx.saved_tensors
+    def setup_context(ctx, inputs, output):
+        x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, loops = inputs
+        Y, _, _, A, Cs, TC = output
+        ctx.mark_non_differentiable(A, Cs, TC)
+        ctx.set_materialize_grads(False)  # no zero-filled (T, B, G) gradient for A, Cs, TC
+        ctx.loops = loops or time_loops(x.device, x.dtype)
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, A, Cs, TC, Y)
+
+    @staticmethod
+    def backward(ctx, dY, dh_n, dc_n, _dA, _dCs, _dTC):
+        Y = ctx.saved_tensors[-1]
+        dY = torch.zeros_like(Y) if dY is None else dY  # None: an output that was not used
+        dh_n, dc_n = (torch.zeros_like(Y[0]) if d is None else d for d in (dh_n, dc_n))
+        if torch.is_grad_enabled():
+            # create_graph=True (a gradient penalty, torch.func): the gradients must be
+            # differentiable, which the hand-written loops below are not.
+            return _reference_backward(ctx, dY, dh_n, dc_n)
+        x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, A, Cs, TC, Y = ctx.saved_tensors
+        h0, c0, w_hh = h0.contiguous(), c0.contiguous(), w_hh.contiguous()
+        peep_in, peep_o = (None if p is None else p.contiguous() for p in (peep_in, peep_o))
         T, B, C = x.shape
         H = h0.shape[1]
         G = w_hh.shape[0]
@@ -336,3 +405,78 @@ class LSTMFunction(torch.autograd.Function):
         if peep_o is not None and need[7]:
             dpeep_o = (dG4[:, :, nb - 1] * Cs).sum((0, 1))
         return dx, dh0, dc0, dw_ih, dw_hh, dbias, dpeep_in, dpeep_o, None, None
+
+    @staticmethod
+    def vmap(info, in_dims, x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, loops):
+        """`torch.vmap`: with the weights shared (per-sample gradients, a batch of batches),
+        the mapped dimension N folds into the batch, one call of N·B sequences; weights that
+        are mapped too (an ensemble) run one call per n."""
+        N = info.batch_size
+        args = [x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last]
+        if any(d is not None for d in in_dims[3:8]):
+            outs = [
+                LSTMFunction.apply(
+                    *(a if d is None else a.select(d, n) for a, d in zip(args, in_dims)), loops
+                )
+                for n in range(N)
+            ]
+            return tuple(torch.stack(o) for o in zip(*outs)), (0,) * 6
+
+        def fold(t, d, dim):
+            """t with its mapped dim d (None: not mapped) merged into its batch dim ``dim``,
+            N before B: x (T, B, C) -> (T, N·B, C), h0 (B, H) -> (N·B, H), last (B,) -> (N·B,)."""
+            if d is None:
+                t = t.unsqueeze(dim).expand(*t.shape[:dim], N, *t.shape[dim:])
+            else:
+                t = t.movedim(d, dim)
+            return t.flatten(dim, dim + 1)
+
+        xd, hd, cd, ld = in_dims[0], in_dims[1], in_dims[2], in_dims[8]
+        xf = fold(x, xd, 1)
+        lastf = None if last is None else fold(last, ld, 0)
+        Y, h_n, c_n, A, Cs, TC = LSTMFunction.apply(
+            xf, fold(h0, hd, 0), fold(c0, cd, 0), *args[3:8], lastf, loops
+        )
+        NB = (N, xf.shape[1] // N)
+        Y, A, Cs, TC = (t.unflatten(1, NB) for t in (Y, A, Cs, TC))  # (T, N, B, ·)
+        h_n, c_n = (t.unflatten(0, NB) for t in (h_n, c_n))  # (N, B, H)
+        return (Y, h_n, c_n, A, Cs, TC), (1, 0, 0, 1, 1, 1)
+
+
+class LSTMFunctionWithJvp(LSTMFunction):
+    """`LSTMFunction` with forward-mode gradients (`torch.func.jvp`, `jacfwd`,
+    `torch.autograd.forward_ad`). A class of its own because dynamo does not trace a Function
+    that defines a jvp: under torch.compile `lstm_sequence` applies `LSTMFunction`."""
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        LSTMFunction.setup_context(ctx, inputs, output)
+        ctx.save_for_forward(*inputs[:9])
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        """Forward mode: the output tangents through the reference."""
+        saved = ctx.saved_tensors
+        inputs, last = list(saved[:8]), saved[8]
+        wanted = [i for i, t in enumerate(tangents[:8]) if t is not None]
+        if not wanted:
+            return None, None, None, None, None, None
+        f, primals = _as_reference(inputs, last, wanted)
+        _, (dY, dh_n, dc_n) = torch.func.jvp(f, primals, tuple(tangents[i] for i in wanted))
+        return dY, dh_n, dc_n, None, None, None
+
+
+def _reference_backward(ctx, dY, dh_n, dc_n):
+    """The gradients as a differentiable function of the inputs and of dY, dh_n, dc_n: a vjp
+    of `reference_sequence` (used for higher-order gradients, see `LSTMFunction.backward`)."""
+    saved = ctx.saved_tensors
+    inputs, last = list(saved[:8]), saved[8]
+    need = ctx.needs_input_grad
+    wanted = [i for i, t in enumerate(inputs) if t is not None and need[i]]
+    grads = [None] * 10
+    if wanted:
+        f, primals = _as_reference(inputs, last, wanted)
+        _, vjp_fn = torch.func.vjp(f, *primals)
+        for i, g in zip(wanted, vjp_fn((dY, dh_n, dc_n))):
+            grads[i] = g
+    return tuple(grads)
