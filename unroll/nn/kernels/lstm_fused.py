@@ -3,21 +3,25 @@
 Same math as `unroll.nn.cells.lstm.lstm_step` (standard, forget_bias, peephole, coupled), laid out
 for speed in the haste/cuDNN way. `LSTMFunction` does the work that is whole-sequence GEMMs
 (the input projection for all T steps into the gate buffer A; the weight gradients over all
-T·B rows) and hands the two time loops to one of two interchangeable implementations:
+T·B rows) and hands the two time loops to one of three interchangeable implementations:
 
   `PythonLoops`  plain PyTorch ops, every device and dtype (CUDA, and the fallback on CPU).
             Forward step: one GEMM for the recurrent term (`addmm_`, or oneDNN with the
-            weight prepacked once per call at large H, `gemm.onednn_packed_weight`) and a handful of
-            in-place pointwise ops (one sigmoid for i, f, g and o: the g pre-activation is
-            doubled and tanh(a) = 2σ(2a) − 1). Backward: every factor that does not depend on
-            the incoming gradient is computed for all steps before the loop, so a step is one
-            GEMM and four pointwise ops.
+            weight prepacked once per call at large H, `gemm.onednn_packed_weight`) and a
+            handful of in-place pointwise ops (one sigmoid for i, f, g and o: the g
+            pre-activation is doubled and tanh(a) = 2σ(2a) − 1). Backward: every factor that
+            does not depend on the incoming gradient is computed for all steps before the
+            loop, so a step is one GEMM and four pointwise ops.
   compiled  `lstm_cpu.cpp`, float32/float64 on CPU, built on first use
             (`unroll.nn.kernels.lstm_cpu`): the same GEMMs, and all of a step's gate math in ONE
             vectorized pass over the (B, H) units — at PTB sizes the ~10 ATen calls per step
             from Python cost more than the arithmetic.
+  Triton    `lstm_triton.py`, on CUDA: per step the recurrent GEMM on cuBLAS and ONE Triton
+            kernel for all of the step's elementwise work (`unroll.nn.kernels.lstm_triton`),
+            repeated shapes replayed from cached CUDA graphs.
 
-`time_loops` picks: compiled where it can be had, else Python. Tests hold the two equal.
+`time_loops` picks: compiled on the CPU, Triton on CUDA, where they can be had (each probed
+once against the Python loops), else Python. Tests hold them equal.
 
 Buffers (time-major, G = nb·H gate rows with nb = 4 gate blocks i, f, g, o, or nb = 3 blocks
 f, g, o when coupled — the kernel boundary drops the unused input-gate rows, `_kernel_weights`):
