@@ -22,8 +22,8 @@ import time
 import torch
 
 import unroll
-from unroll.nn.kernels import lstm_cpu
 from unroll.engine.device import device_name
+from unroll.nn.kernels import lstm_cpu
 
 SHAPES = {  # name: (T, B, C = H, layers)
     "small": (20, 20, 200, 2),

@@ -7,7 +7,11 @@ the fallback when the extension cannot be had.
 """
 
 import itertools
+import logging
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -185,19 +189,22 @@ def test_environment_variable_turns_it_off(monkeypatch):
     assert lstm_cpu.ENV in lstm_cpu.unavailable_reason()
 
 
-def test_build_failure_falls_back_to_python_loops_with_one_line(monkeypatch, capsys):
+def broken_build(flags):
+    raise RuntimeError("Error building extension\nlstm_cpu.cpp:1: error: no compiler here")
+
+
+def test_build_failure_falls_back_to_python_loops_with_one_line(monkeypatch, caplog):
     monkeypatch.setattr(lstm_cpu, "_state", {"tried": False, "ops": None, "reason": ""})
-
-    def broken(flags):
-        raise RuntimeError("Error building extension\nlstm_cpu.cpp:1: error: no compiler here")
-
-    monkeypatch.setattr(lstm_cpu, "_build", broken)
-    assert lstm_cpu.loops() is None
-    assert time_loops(torch.device("cpu"), torch.float32) is PythonLoops
+    monkeypatch.setattr(lstm_cpu, "_build", broken_build)
+    with caplog.at_level(logging.WARNING, logger=lstm_cpu.__name__):
+        assert lstm_cpu.loops() is None
+        assert time_loops(torch.device("cpu"), torch.float32) is PythonLoops
     reason = lstm_cpu.unavailable_reason()
     assert "error: no compiler here" in reason and "-march=native" in reason
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "Python loops" in err[0]
+    notices = [r for r in caplog.records if r.name == lstm_cpu.__name__]
+    assert len(notices) == 1 and notices[0].levelno == logging.WARNING
+    assert "Python loops" in notices[0].getMessage()
+    assert "\n" not in notices[0].getMessage()
     # and the layer still runs, on the Python loops
     import unroll
 
@@ -228,11 +235,29 @@ def test_weight_gradients_arrive_contiguous(coupled):
 def test_build_path_finds_the_environment_ninja():
     """`pip install ninja` puts ninja beside the interpreter; an unactivated venv lacks it on
     PATH, so the build adds that directory (last: the system's tools keep precedence)."""
-    import os
-    import sys
 
     here = os.path.dirname(sys.executable)
     assert lstm_cpu.path_with_interpreter_dir("/usr/bin").split(os.pathsep) == ["/usr/bin", here]
     assert lstm_cpu.path_with_interpreter_dir(None) == here
     already = os.pathsep.join([here, "/usr/bin"])
     assert lstm_cpu.path_with_interpreter_dir(already) == already
+
+
+def test_notice_reaches_stderr_without_logging_configured():
+    """A script that configures no logging still sees the one-line notice (Python's
+    last-resort handler), and nothing else: a fresh interpreter, so pytest's handlers are
+    not in the way."""
+    code = (
+        "import torch; from unroll.nn.kernels import lstm_cpu\n"
+        "def broken(flags): raise RuntimeError('x.cpp:1: error: no compiler here')\n"
+        "lstm_cpu._build = broken\n"
+        "assert lstm_cpu.loops() is None\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != lstm_cpu.ENV}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("unroll: could not build lstm_cpu.cpp")
+    assert "Python loops" in lines[0]

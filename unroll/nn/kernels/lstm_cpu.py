@@ -6,11 +6,17 @@ Python loops (same math, slower at small sizes). The extension is compiled once 
 and torch version by `torch.utils.cpp_extension` (a C++ compiler and ninja are needed; about
 20 s) and cached in torch's extension directory (``TORCH_EXTENSIONS_DIR`` to move it).
 ``UNROLL_CPU_EXTENSION=0`` turns it off; `unavailable_reason()` says why it is not in use.
+
+Two one-line notices go to the module's logger at WARNING: "compiling once" before a first
+build, and the fallback to the Python loops when the build fails. With no logging configured,
+Python's last-resort handler prints them to stderr as they are; an application that configures
+logging routes or silences them (``logging.getLogger("unroll").setLevel(logging.ERROR)``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sys
 import threading
@@ -27,6 +33,7 @@ ENV = "UNROLL_CPU_EXTENSION"
 # for compilers that do not take it.
 FLAG_SETS = (["-O3", "-march=native", "-fopenmp-simd"], ["-O3"])
 
+logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _state: dict = {"tried": False, "ops": None, "reason": "not loaded yet"}
 
@@ -57,9 +64,8 @@ def _build(flags: list[str]) -> None:
     except Exception:  # noqa: BLE001 - the notice is optional
         build_dir, fresh = "torch's extension directory", True
     if fresh:
-        print(
-            f"unroll: compiling the CPU LSTM loops once (about 20 s; cached in {build_dir})",
-            file=sys.stderr,
+        logger.warning(
+            "unroll: compiling the CPU LSTM loops once (about 20 s; cached in %s)", build_dir
         )
     old_path = os.environ.get("PATH")
     os.environ["PATH"] = path_with_interpreter_dir(old_path)
@@ -136,9 +142,8 @@ def loops():
                 break
             else:
                 _state["reason"] = "could not build lstm_cpu.cpp (" + "; ".join(errors) + ")"
-                print(
-                    f"unroll: {_state['reason']}; the fused LSTM uses its Python loops on CPU",
-                    file=sys.stderr,
+                logger.warning(
+                    "unroll: %s; the fused LSTM uses its Python loops on CPU", _state["reason"]
                 )
             _state["tried"] = True
     return _state["ops"]
