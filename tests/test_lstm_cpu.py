@@ -261,3 +261,104 @@ def test_notice_reaches_stderr_without_logging_configured():
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("unroll: could not build lstm_cpu.cpp")
     assert "Python loops" in lines[0]
+
+
+def test_cache_key_holds_flags_cpu_source_and_its_path(monkeypatch, tmp_path):
+    """Two machines sharing a home directory (different CPUs), or two checkouts (different
+    paths), get different builds; the same ones the same build."""
+    native, portable = lstm_cpu.FLAG_SETS["native"], lstm_cpu.FLAG_SETS["portable"]
+    name = lstm_cpu._extension_name(native)
+    assert name == lstm_cpu._extension_name(list(native))
+    assert name != lstm_cpu._extension_name(portable)
+    monkeypatch.setattr(lstm_cpu, "_cpu_signature", lambda: "flags : avx2 fma")
+    on_avx2 = lstm_cpu._extension_name(native)
+    assert on_avx2 != name
+    copy = tmp_path / "lstm_cpu.cpp"
+    copy.write_text(lstm_cpu.SOURCE.read_text())
+    monkeypatch.setattr(lstm_cpu, "SOURCE", copy)
+    assert lstm_cpu._extension_name(native) != on_avx2  # same text, other checkout
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="reads /proc/cpuinfo")
+def test_cpu_signature_names_the_model_and_its_features():
+    signature = lstm_cpu._cpu_signature()
+    assert "model name" in signature or "CPU part" in signature
+    assert "flags" in signature or "Features" in signature
+    assert len(signature.splitlines()) <= 7  # the first CPU only
+
+
+def record_builds(monkeypatch, fail=()):
+    """_build replaced by a recorder (nothing compiled); builds in ``fail`` raise."""
+    monkeypatch.setattr(lstm_cpu, "_state", {"tried": False, "ops": None, "reason": ""})
+    tried = []
+
+    def fake(flags):
+        tried.append(flags)
+        if flags in [lstm_cpu.FLAG_SETS[k] for k in fail]:
+            raise RuntimeError("x.cpp:1: error: unrecognized command-line option")
+
+    monkeypatch.setattr(lstm_cpu, "_build", fake)
+    return tried
+
+
+def test_native_build_first_portable_where_it_fails(monkeypatch):
+    monkeypatch.delenv(lstm_cpu.ENV, raising=False)
+    tried = record_builds(monkeypatch)
+    assert lstm_cpu.loops() is not None
+    assert tried == [lstm_cpu.FLAG_SETS["native"]]
+    assert lstm_cpu.build_in_use().startswith("native (") and "-march=native" in tried[0]
+
+    tried = record_builds(monkeypatch, fail=["native"])
+    assert lstm_cpu.loops() is not None
+    assert tried == [lstm_cpu.FLAG_SETS["native"], lstm_cpu.FLAG_SETS["portable"]]
+    assert lstm_cpu.build_in_use() == "portable (-O3)"
+
+
+def test_environment_variable_asks_for_the_portable_build(monkeypatch):
+    monkeypatch.setenv(lstm_cpu.ENV, "portable")
+    tried = record_builds(monkeypatch)
+    assert lstm_cpu.loops() is not None
+    assert tried == [lstm_cpu.FLAG_SETS["portable"]]
+    assert "-march" not in " ".join(tried[0])
+
+
+def test_unknown_environment_value_is_named_and_falls_back(monkeypatch, caplog):
+    monkeypatch.setenv(lstm_cpu.ENV, "fast")
+    tried = record_builds(monkeypatch)
+    with caplog.at_level(logging.WARNING, logger=lstm_cpu.__name__):
+        assert lstm_cpu.loops() is None
+    assert tried == []
+    assert "UNROLL_CPU_EXTENSION='fast' is not one of 0, 1, portable" in (
+        lstm_cpu.unavailable_reason()
+    )
+    assert lstm_cpu.build_in_use() is None
+    assert len([r for r in caplog.records if r.name == lstm_cpu.__name__]) == 1
+
+
+def test_portable_build_equals_python_loops():
+    """The fallback build (no -march=native) compiled for real and held equal to the Python
+    loops, in a fresh interpreter: one process can load only one build of the extension."""
+    code = (
+        "import torch, sys\n"
+        "sys.path[:0] = [sys.argv[1]]\n"
+        "import test_lstm_cpu as t\n"
+        "from unroll.nn.kernels import lstm_cpu\n"
+        "from unroll.nn.kernels.lstm_fused import PythonLoops\n"
+        "loops = lstm_cpu.loops()\n"
+        "assert loops is not None, lstm_cpu.unavailable_reason()\n"
+        "print(lstm_cpu.build_in_use())\n"
+        "for dtype, atol in ((torch.float32, 2e-5), (torch.float64, 1e-12)):\n"
+        "    inp = t.loop_inputs(5, 4, 24, True, False, dtype)\n"
+        "    got, want = t.run_loops(loops, inp, True), t.run_loops(PythonLoops, inp, True)\n"
+        "    for k in want:\n"
+        "        torch.testing.assert_close(got[k], want[k], rtol=0, atol=atol)\n"
+    )
+    if not compiler_present():
+        pytest.skip("no C++ compiler/ninja here")
+    env = {**os.environ, lstm_cpu.ENV: "portable"}
+    here = os.path.dirname(__file__)
+    done = subprocess.run(
+        [sys.executable, "-c", code, here], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "portable (-O3)"
