@@ -1,7 +1,11 @@
-// CPU time loops of the fused LSTM (unroll/kernels/lstm_fused.py), compiled on first use by
-// unroll/kernels/lstm_cpu.py. Same math and the same saved buffers as the Python loops there:
+// CPU time loops of the fused LSTM (unroll/nn/kernels/lstm_fused.py), compiled on first use by
+// unroll/nn/kernels/lstm_cpu.py. Same math and the same saved buffers as the Python loops there:
 // a time step is one GEMM (ATen's addmm: MKL/oneDNN) and ONE pass over the (B, H) elements that
 // does all the gate math, instead of ~10 ATen ops called from Python.
+//
+// Vector width: the gate-math loops (`omp simd`, restrict pointers) are vectorized by the
+// compiler for the target it is given: with -march=native on an AVX-512 CPU, 16 floats (zmm)
+// per instruction, 4 (SSE2) in the portable x86-64 build. The GEMMs are the libraries' own.
 //
 // Layout (time-major, contiguous; G = nb·H, nb = 4 gate blocks i, f, g, o or 3 blocks f, g, o
 // when coupled; the input projection and bias are already in A):
