@@ -48,9 +48,10 @@ def median_us(fn, repeats: int, inner: int = 1) -> float:
     return statistics.median(times)
 
 
-def phase_split(step, steps: int) -> dict:
+def phase_split(step, steps: int, T: int) -> tuple[dict, dict]:
     """Share of CPU time per phase over ``steps`` calls of ``step``, from the profiler's events:
-    a GEMM is a per-step one when it runs inside the compiled loops."""
+    a GEMM is a per-step one when it runs inside the compiled loops. Also the loops' own time
+    (the gate math) in µs per time step, forward and backward."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -69,7 +70,10 @@ def phase_split(step, steps: int) -> dict:
                 return True
         return False
 
+    loop_self: dict[str, list[float]] = {name: [] for name in LOOP_OPS}
     for e in events:
+        if e.name in LOOP_OPS:
+            loop_self[e.name].append(e.self_cpu_time_total)
         if e.name in LOOP_OPS:
             phase = "gate_math"  # the loops' own time: everything but the ops they call
         elif e.name in PACK_OPS:
@@ -80,7 +84,12 @@ def phase_split(step, steps: int) -> dict:
         else:
             phase = "rest"
         phases[phase] += e.self_cpu_time_total
-    return {k: round(v / total, 3) for k, v in phases.items()}
+    split = {k: round(v / total, 3) for k, v in phases.items()}
+    # the gate math per time step: the loops' own time per call over its T steps
+    per_step = {
+        name.split("::")[1]: round(statistics.median(v) / T, 2) for name, v in loop_self.items()
+    }
+    return split, per_step
 
 
 def gemm_alternatives(T: int, B: int, C: int, H: int, nb: int, repeats: int) -> dict:
@@ -175,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
             times[key].append((time.perf_counter() - t0) * 1e3)
     ms = {k: round(statistics.median(v), 3) for k, v in times.items()}
     nb = 3 if VARIANTS[args.variant].get("coupled") else 4
+    split, gate_math = phase_split(steps["fused"], max(5, args.repeats // 2), T)
     result = {
         "benchmark": "lstm_cpu_profile",
         "machine": machine(torch.device("cpu")),
@@ -182,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
         "metric": "ms: median wall ms of one layer's forward + backward of y.sum()",
         "ms": ms,
         "ratio_to_torch": round(ms["fused"] / ms["torch.nn.LSTM"], 3),
-        "split": phase_split(steps["fused"], max(5, args.repeats // 2)),
+        "split": split,
+        "gate_math_us_per_step": gate_math,
         "gemm_us": gemm_alternatives(T, B, H, H, nb, args.repeats),
     }
     result["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]

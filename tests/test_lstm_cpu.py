@@ -311,7 +311,12 @@ def test_native_build_first_portable_where_it_fails(monkeypatch):
     tried = record_builds(monkeypatch, fail=["native"])
     assert lstm_cpu.loops() is not None
     assert tried == [lstm_cpu.FLAG_SETS["native"], lstm_cpu.FLAG_SETS["portable"]]
-    assert lstm_cpu.build_in_use() == "portable (-O3)"
+    assert lstm_cpu.build_in_use() == "portable (-O3 -fopenmp-simd -fno-trapping-math)"
+
+    tried = record_builds(monkeypatch, fail=["native", "portable"])
+    assert lstm_cpu.loops() is not None
+    assert tried == [lstm_cpu.FLAG_SETS[k] for k in ("native", "portable", "plain")]
+    assert lstm_cpu.build_in_use() == "plain (-O3)"
 
 
 def test_environment_variable_asks_for_the_portable_build(monkeypatch):
@@ -336,8 +341,9 @@ def test_unknown_environment_value_is_named_and_falls_back(monkeypatch, caplog):
 
 
 def test_portable_build_equals_python_loops():
-    """The fallback build (no -march=native) compiled for real and held equal to the Python
-    loops, in a fresh interpreter: one process can load only one build of the extension."""
+    """The fallback build (no -march=native) compiled for real, its activations as accurate
+    and its loops equal to the Python loops, in a fresh interpreter: one process can load
+    only one build of the extension."""
     code = (
         "import torch, sys\n"
         "sys.path[:0] = [sys.argv[1]]\n"
@@ -347,6 +353,11 @@ def test_portable_build_equals_python_loops():
         "loops = lstm_cpu.loops()\n"
         "assert loops is not None, lstm_cpu.unavailable_reason()\n"
         "print(lstm_cpu.build_in_use())\n"
+        "x = torch.linspace(-80, 80, 100_001)\n"
+        "sig, tanh = torch.ops.unroll_lstm_cpu.activations(x)\n"
+        "want = torch.sigmoid(x.double())\n"
+        "assert ((sig.double() - want) / want).abs().max() < 3e-7\n"
+        "assert (tanh.double() - torch.tanh(x.double())).abs().max() < 3e-7\n"
         "for dtype, atol in ((torch.float32, 2e-5), (torch.float64, 1e-12)):\n"
         "    inp = t.loop_inputs(5, 4, 24, True, False, dtype)\n"
         "    got, want = t.run_loops(loops, inp, True), t.run_loops(PythonLoops, inp, True)\n"
@@ -361,4 +372,4 @@ def test_portable_build_equals_python_loops():
         [sys.executable, "-c", code, here], capture_output=True, text=True, env=env, timeout=600
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "portable (-O3)"
+    assert done.stdout.strip() == "portable (-O3 -fopenmp-simd -fno-trapping-math)"

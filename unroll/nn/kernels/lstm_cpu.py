@@ -36,17 +36,22 @@ from unroll.nn.kernels.lstm_fused import onednn_packed_weight, onednn_packing_pa
 
 SOURCE = Path(__file__).with_name("lstm_cpu.cpp")
 ENV = "UNROLL_CPU_EXTENSION"
-# Built on the machine that runs it, so -march=native is safe; the portable flags are the
-# fallback for compilers that do not take it. -fopenmp-simd: the `omp simd` loops vectorize
-# without the OpenMP runtime.
+# Built on the machine that runs it, so -march=native is safe; portable (the compiler's default
+# target: SSE2 on x86-64) is the fallback for compilers that do not take it, plain the last
+# resort. The gate-math loops vectorize only with both of
+#   -fopenmp-simd        honours their `omp simd` (no OpenMP runtime involved);
+#   -fno-trapping-math   lets the clamp in exp_poly become min/max: GCC 12 otherwise keeps
+#                        the forward loop scalar (except with AVX-512's masked compares).
+# Neither changes a result; PyTorch builds with -fno-trapping-math too.
 FLAG_SETS = {
-    "native": ["-O3", "-march=native", "-fopenmp-simd"],
-    "portable": ["-O3"],
+    "native": ["-O3", "-march=native", "-fopenmp-simd", "-fno-trapping-math"],
+    "portable": ["-O3", "-fopenmp-simd", "-fno-trapping-math"],
+    "plain": ["-O3"],
 }
 OFF = ("0", "off", "false", "no")
 # UNROLL_CPU_EXTENSION's value -> the builds to try, in order
-BUILDS_FOR = {v: ("native", "portable") for v in ("", "1", "on", "true", "yes")}
-BUILDS_FOR["portable"] = ("portable",)
+BUILDS_FOR = {v: ("native", "portable", "plain") for v in ("", "1", "on", "true", "yes")}
+BUILDS_FOR["portable"] = ("portable", "plain")
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
