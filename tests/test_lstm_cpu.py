@@ -319,12 +319,21 @@ def test_native_build_first_portable_where_it_fails(monkeypatch):
     assert lstm_cpu.build_in_use() == "plain (-O3)"
 
 
-def test_environment_variable_asks_for_the_portable_build(monkeypatch):
+def test_environment_variable_names_the_build_to_start_from(monkeypatch):
     monkeypatch.setenv(lstm_cpu.ENV, "portable")
     tried = record_builds(monkeypatch)
     assert lstm_cpu.loops() is not None
     assert tried == [lstm_cpu.FLAG_SETS["portable"]]
     assert "-march" not in " ".join(tried[0])
+
+    tried = record_builds(monkeypatch, fail=["portable"])
+    assert lstm_cpu.loops() is not None
+    assert tried == [lstm_cpu.FLAG_SETS["portable"], lstm_cpu.FLAG_SETS["plain"]]
+
+    monkeypatch.setenv(lstm_cpu.ENV, "plain")
+    tried = record_builds(monkeypatch)
+    assert lstm_cpu.loops() is not None
+    assert tried == [["-O3"]]
 
 
 def test_unknown_environment_value_is_named_and_falls_back(monkeypatch, caplog):
@@ -333,7 +342,7 @@ def test_unknown_environment_value_is_named_and_falls_back(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger=lstm_cpu.__name__):
         assert lstm_cpu.loops() is None
     assert tried == []
-    assert "UNROLL_CPU_EXTENSION='fast' is not one of 0, 1, portable" in (
+    assert "UNROLL_CPU_EXTENSION='fast' is not one of 0, 1, native, portable, plain" in (
         lstm_cpu.unavailable_reason()
     )
     assert lstm_cpu.build_in_use() is None

@@ -7,12 +7,14 @@ and torch version by `torch.utils.cpp_extension` (a C++ compiler and ninja are n
 20 s) and cached in torch's extension directory (``TORCH_EXTENSIONS_DIR`` to move it).
 
 Builds (`FLAG_SETS`): ``native`` (``-march=native``: the vector width this CPU has, e.g.
-AVX-512) is tried first, ``portable`` (the compiler's baseline target) where that fails. The
+AVX-512) is tried first, ``portable`` (the compiler's baseline target) where that fails, then
+``plain`` (no vectorizing flags). The
 cache key holds the flags, the CPU (model and feature flags), torch's version, the source and
 its path, so machines sharing a home directory, or two checkouts, never load or rebuild each
-other's build. ``UNROLL_CPU_EXTENSION``: ``0`` turns the extension off, ``portable`` builds only
-the portable one (to measure what a CPU without this one's features gets), unset or ``1``: the
-default. `unavailable_reason()` says why it is not in use, `build_in_use()` which build is.
+other's build. ``UNROLL_CPU_EXTENSION``: ``0`` turns the extension off; unset or ``1`` tries the
+builds in order; a build's name (``portable``, ``plain``) starts there, to measure what a CPU
+without this one's features, or a compiler without the flags, gets. `unavailable_reason()`
+says why the extension is not in use, `build_in_use()` which build is.
 
 Two one-line notices go to the module's logger at WARNING: "compiling once" before a first
 build, and the fallback to the Python loops when the build fails. With no logging configured,
@@ -49,9 +51,10 @@ FLAG_SETS = {
     "plain": ["-O3"],
 }
 OFF = ("0", "off", "false", "no")
-# UNROLL_CPU_EXTENSION's value -> the builds to try, in order
-BUILDS_FOR = {v: ("native", "portable", "plain") for v in ("", "1", "on", "true", "yes")}
-BUILDS_FOR["portable"] = ("portable", "plain")
+# UNROLL_CPU_EXTENSION's value -> the builds to try, in order: a build's name starts there
+ORDER = tuple(FLAG_SETS)
+BUILDS_FOR = {v: ORDER for v in ("", "1", "on", "true", "yes")}
+BUILDS_FOR.update({kind: ORDER[ORDER.index(kind) :] for kind in ORDER})
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -167,7 +170,8 @@ def loops():
             errors = []
             builds = BUILDS_FOR.get(choice)
             if builds is None:
-                errors.append(f"{ENV}={os.environ[ENV]!r} is not one of 0, 1, portable")
+                names = ", ".join(("0", "1", *ORDER))
+                errors.append(f"{ENV}={os.environ[ENV]!r} is not one of {names}")
             for kind in builds or ():
                 flags = FLAG_SETS[kind]
                 try:
