@@ -8,13 +8,14 @@ and torch version by `torch.utils.cpp_extension` (a C++ compiler and ninja are n
 
 Builds (`FLAG_SETS`): ``native`` (``-march=native``: the vector width this CPU has, e.g.
 AVX-512) is tried first, ``portable`` (the compiler's baseline target) where that fails, then
-``plain`` (no vectorizing flags). The
-cache key holds the flags, the CPU (model and feature flags), torch's version, the source and
-its path, so machines sharing a home directory, or two checkouts, never load or rebuild each
-other's build. ``UNROLL_CPU_EXTENSION``: ``0`` turns the extension off; unset or ``1`` tries the
-builds in order; a build's name (``portable``, ``plain``) starts there, to measure what a CPU
-without this one's features, or a compiler without the flags, gets. `unavailable_reason()`
-says why the extension is not in use, `build_in_use()` which build is.
+``plain`` (no vectorizing flags). The cache key holds the flags, the CPU (model and feature
+flags), torch's version, the source and its path, so machines sharing a home directory, or two
+checkouts, never load or rebuild each other's build.
+
+``UNROLL_CPU_EXTENSION``: ``0`` turns the extension off; unset or ``1`` tries the builds in
+order; a build's name (``portable``, ``plain``) starts there, to measure what a CPU without
+this one's features, or a compiler without the flags, gets. `unavailable_reason()` says why
+the extension is not in use, `build_in_use()` which build is.
 
 Two one-line notices go to the module's logger at WARNING: "compiling once" before a first
 build, and the fallback to the Python loops when the build fails. With no logging configured,
