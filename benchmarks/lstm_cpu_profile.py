@@ -1,17 +1,18 @@
 """Where the fused LSTM's time goes on CPU: one layer, forward + backward, split by phase.
 
 For one LSTM layer at a PTB shape (x needs its gradient, as every layer but the first of a
-stack) this prints ONE JSON line with
+stack) this prints ONE JSON line with median wall-clock µs, all cases round-robin in one
+process, of
 
-- ``ms``: median wall-clock ms of the fused layer (compiled loops) and of ``torch.nn.LSTM``
-  (one layer) doing the same forward + backward of ``y.sum()``, round-robin;
-- ``split``: the share of the fused layer's CPU time in each phase, from ``torch.profiler``
-  (which adds some overhead per op, so shares, not times): the per-step recurrent GEMMs, the
-  per-step gate math (the compiled loops' own time: elementwise work), the whole-sequence GEMMs
-  (input projection, input gradient, weight gradients), weight packing, and the rest;
-- ``gemm_us``: each GEMM the layer runs, at its shape, through MKL (``addmm``) and through
-  oneDNN (plain, and with the weight prepacked), median µs per call: which library is faster
-  here for which GEMM.
+- ``layer``: the fused layer (compiled loops) and ``torch.nn.LSTM`` (one layer), forward +
+  backward of ``y.sum()``;
+- ``phases``: the fused layer's parts, each run alone on the layer's tensors: the whole-sequence
+  GEMMs (input projection, input gradient, both weight gradients, the bias gradient's sum), the
+  compiled time loops forward and backward, and within them the gate math alone (the loops run
+  with ``recurrent=False``: no recurrent GEMM); so ``recurrent_gemms_*`` = loop − gate math −
+  packing, and ``rest`` = layer − all phases (autograd, weight layout, buffers, Python);
+- ``gemm_us``: each GEMM of the layer at its shape through MKL (``addmm``) and through oneDNN
+  (plain, and with the weight prepacked): which library is faster here for which GEMM.
 
     python benchmarks/lstm_cpu_profile.py --threads 1
     python benchmarks/lstm_cpu_profile.py --threads 2 --shape medium --variant peephole
@@ -29,67 +30,116 @@ import torch
 from cells import SHAPES, VARIANTS, machine  # beside this script
 
 from unroll.nn.kernels import lstm_cpu
+from unroll.nn.kernels.lstm_fused import (
+    _kernel_weights,
+    gemm_nt,
+    onednn_packed_weight,
+    onednn_packing_pays,
+    weight_gradient,
+)
 from unroll.nn.layers import LSTM
 
-LOOP_OPS = ("unroll_lstm_cpu::forward", "unroll_lstm_cpu::backward")
-GEMM_OPS = ("aten::addmm", "aten::addmm_", "aten::mm", "mkldnn::_linear_pointwise")
-PACK_OPS = ("mkldnn::_reorder_linear_weight", "unroll_lstm_cpu::transpose")
 
-
-def median_us(fn, repeats: int, inner: int = 1) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
+def median_us(cases: dict, repeats: int) -> dict:
+    """Median µs per call of each case; repeats go round-robin over the cases so that load
+    from other processes drifts over all of them alike."""
+    for fn in cases.values():
+        for _ in range(3):
             fn()
-        times.append((time.perf_counter() - t0) / inner * 1e6)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(repeats):
+        for key, fn in cases.items():
+            t0 = time.perf_counter()
+            fn()
+            times[key].append((time.perf_counter() - t0) * 1e6)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
-def phase_split(step, steps: int, T: int) -> tuple[dict, dict]:
-    """Share of CPU time per phase over ``steps`` calls of ``step``, from the profiler's events:
-    a GEMM is a per-step one when it runs inside the compiled loops. Also the loops' own time
-    (the gate math) in µs per time step, forward and backward."""
-    from torch.profiler import ProfilerActivity, profile
+def layer_cases(fused: LSTM, ref: torch.nn.LSTM, x: torch.Tensor) -> dict:
+    def step_of(module):
+        def step() -> None:
+            module.zero_grad(set_to_none=True)
+            x.grad = None
+            module(x)[0].sum().backward()
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(steps):
-            step()
-    events = prof.events()
-    total = sum(e.self_cpu_time_total for e in events)
-    phases = dict.fromkeys(
-        ("recurrent_gemms", "gate_math", "sequence_gemms", "packing", "rest"), 0.0
+        return step
+
+    return {"layer/fused": step_of(fused), "layer/torch.nn.LSTM": step_of(ref)}
+
+
+def phase_cases(fused: LSTM, x: torch.Tensor) -> tuple[dict, list[str]]:
+    """The fused layer's phases on its own tensors (kernel layout, as `LSTMFunction` runs them).
+    Also the names of the cases that copy the gate buffer A first (its time is subtracted)."""
+    T, B, C = x.shape
+    H = fused.hidden_size
+    p = {k: v.detach() for k, v in fused.named_parameters()}  # no autograd in the phases
+    w_ih, w_hh, bias = _kernel_weights(
+        p["weight_ih_l0"],
+        p["weight_hh_l0"],
+        p.get("bias_ih_l0"),
+        p.get("bias_hh_l0"),
+        fused.forget_bias,
+        fused.coupled,
     )
+    w_ih, w_hh = w_ih.contiguous(), w_hh.contiguous()
+    peep_in = peep_o = None
+    if "weight_cf_l0" in p:  # peepholes: (nb - 2, H) rows ci, cf, or cf alone when coupled
+        cf, co = p["weight_cf_l0"], p["weight_co_l0"]
+        peep_in = cf.unsqueeze(0) if fused.coupled else torch.stack((p["weight_ci_l0"], cf))
+        peep_o = co.contiguous()
+    G = w_hh.shape[0]
+    x2 = x.detach().reshape(T * B, C)
+    h0, c0 = torch.zeros(B, H), torch.zeros(B, H)
+    A0 = gemm_nt(x2, w_ih, bias).view(T, B, G)
+    A = A0.clone()
+    Cs, TC, Y = (torch.empty(T, B, H) for _ in range(3))
+    loops = lstm_cpu.loops()
+    loops.forward(A, h0, c0, w_hh, peep_in, peep_o, Cs, TC, Y)  # the activations, for backward
+    A_act = A.clone()
+    dY, dG = torch.randn(T, B, H), torch.empty(T, B, G)
+    dc = torch.zeros(B, H)
+    dG2 = dG.view(T * B, G)
+    H_prev = torch.cat((h0.unsqueeze(0), Y[:-1])).view(T * B, H)
+    ops = torch.ops.unroll_lstm_cpu
 
-    def inside_loops(e) -> bool:
-        while e.cpu_parent is not None:
-            e = e.cpu_parent
-            if e.name in LOOP_OPS:
-                return True
-        return False
+    def fwd(recurrent: bool):
+        def run() -> None:
+            A.copy_(A0)
+            if recurrent:
+                loops.forward(A, h0, c0, w_hh, peep_in, peep_o, Cs, TC, Y)
+            else:
+                ops.forward(A, h0, c0, w_hh, None, peep_in, peep_o, Cs, TC, Y, recurrent=False)
 
-    loop_self: dict[str, list[float]] = {name: [] for name in LOOP_OPS}
-    for e in events:
-        if e.name in LOOP_OPS:
-            loop_self[e.name].append(e.self_cpu_time_total)
-        if e.name in LOOP_OPS:
-            phase = "gate_math"  # the loops' own time: everything but the ops they call
-        elif e.name in PACK_OPS:
-            phase = "packing"
-        elif e.name in GEMM_OPS or (e.name == "aten::add_" and inside_loops(e)):
-            # add_: the packed oneDNN GEMM's result added into the gate buffer
-            phase = "recurrent_gemms" if inside_loops(e) else "sequence_gemms"
-        else:
-            phase = "rest"
-        phases[phase] += e.self_cpu_time_total
-    split = {k: round(v / total, 3) for k, v in phases.items()}
-    # the gate math per time step: the loops' own time per call over its T steps
-    per_step = {
-        name.split("::")[1]: round(statistics.median(v) / T, 2) for name, v in loop_self.items()
+        return run
+
+    def bwd(recurrent: bool):
+        def run() -> None:
+            dc.zero_()
+            if recurrent:
+                loops.backward(A_act, Cs, TC, c0, w_hh, peep_in, peep_o, dY, None, dc, dG)
+            else:
+                args = (A_act, Cs, TC, c0, w_hh, None, peep_in, peep_o, dY, None, dc, dG)
+                ops.backward(*args, recurrent=False)
+
+        return run
+
+    cases = {
+        "copy_A": lambda: A.copy_(A0),
+        "input_projection": lambda: gemm_nt(x2, w_ih, bias),
+        "loops_forward": fwd(True),
+        "gate_math_forward": fwd(False),
+        "loops_backward": bwd(True),
+        "gate_math_backward": bwd(False),
+        "input_gradient": lambda: gemm_nt(dG2, w_ih.t()),
+        "weight_gradients": lambda: (weight_gradient(dG2, x2), weight_gradient(dG2, H_prev)),
+        "bias_gradient": lambda: dG2.sum(0),
     }
-    return split, per_step
+    if onednn_packing_pays(w_hh):  # what CompiledLoops does on each call at this size
+        cases["packing"] = lambda: (
+            onednn_packed_weight(w_hh, B),
+            onednn_packed_weight(loops.transpose(w_hh), B),
+        )
+    return cases, ["loops_forward", "gate_math_forward"]
 
 
 def gemm_alternatives(T: int, B: int, C: int, H: int, nb: int, repeats: int) -> dict:
@@ -98,53 +148,47 @@ def gemm_alternatives(T: int, B: int, C: int, H: int, nb: int, repeats: int) -> 
     pack = torch.ops.mkldnn._reorder_linear_weight
     G = nb * H
     g = torch.Generator().manual_seed(0)
-    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g)
+
     x2, w_ih, bias, dG2, w_hh = r(T * B, C), r(G, C), r(G), r(T * B, G), r(G, H)
     h, a, dg, dh = r(B, H), r(B, G), r(B, G), r(B, H)
-    w_hh_t = w_hh.t().contiguous()
-    cases = {  # name: (mkl, onednn plain, onednn prepacked); shapes as (M, K) x (K, N)
-        f"input_projection ({T * B}x{C})x({C}x{G})": (
-            lambda: torch.addmm(bias, x2, w_ih.t()),
-            lambda: lin(x2, w_ih, bias, "none", [], ""),
-            (lambda p: lambda: lin(x2, p, bias, "none", [], ""))(pack(w_ih, T * B)),
-        ),
-        f"input_gradient ({T * B}x{G})x({G}x{C})": (
-            lambda: dG2 @ w_ih,
-            lambda: lin(dG2, w_ih.t(), None, "none", [], ""),
-            None,
-        ),
-        f"weight_gradient ({G}x{T * B})x({T * B}x{C})": (
-            lambda: dG2.t() @ x2,
-            lambda: lin(dG2.t(), x2.t(), None, "none", [], ""),
-            None,
-        ),
-        f"step_forward ({B}x{H})x({H}x{G})": (
-            lambda: a.addmm_(h, w_hh.t()),
-            lambda: a.add_(lin(h, w_hh, None, "none", [], "")),
-            (lambda p: lambda: a.add_(lin(h, p, None, "none", [], "")))(pack(w_hh, B)),
-        ),
-        f"step_backward ({B}x{G})x({G}x{H})": (
-            lambda: torch.addmm(dh, dg, w_hh, out=h),
-            lambda: torch.add(dh, lin(dg, w_hh.t(), None, "none", [], ""), out=h),
-            (lambda p: lambda: torch.add(dh, lin(dg, p, None, "none", [], ""), out=h))(
-                pack(w_hh_t, B)
+    w_ih_packed, w_hh_packed = pack(w_ih, T * B), pack(w_hh, B)
+    w_hh_t_packed = pack(w_hh.t().contiguous(), B)
+    cases = {  # "GEMM (M x K)(K x N)/library": one call
+        f"input_projection ({T * B}x{C})({C}x{G})": {
+            "mkl": lambda: torch.addmm(bias, x2, w_ih.t()),
+            "onednn": lambda: lin(x2, w_ih, bias, "none", [], ""),
+            "onednn_packed": lambda: lin(x2, w_ih_packed, bias, "none", [], ""),
+        },
+        f"input_gradient ({T * B}x{G})({G}x{C})": {
+            "mkl": lambda: dG2 @ w_ih,
+            "onednn": lambda: lin(dG2, w_ih.t(), None, "none", [], ""),
+        },
+        f"weight_gradient ({G}x{T * B})({T * B}x{C})": {
+            "mkl": lambda: dG2.t() @ x2,
+            "onednn": lambda: lin(dG2.t(), x2.t(), None, "none", [], ""),
+        },
+        f"step_forward ({B}x{H})({H}x{G})": {
+            "mkl": lambda: a.addmm_(h, w_hh.t()),
+            "onednn": lambda: a.add_(lin(h, w_hh, None, "none", [], "")),
+            "onednn_packed": lambda: a.add_(lin(h, w_hh_packed, None, "none", [], "")),
+        },
+        f"step_backward ({B}x{G})({G}x{H})": {
+            "mkl": lambda: torch.addmm(dh, dg, w_hh, out=h),
+            "onednn": lambda: torch.add(dh, lin(dg, w_hh.t(), None, "none", [], ""), out=h),
+            "onednn_packed": lambda: torch.add(
+                dh, lin(dg, w_hh_t_packed, None, "none", [], ""), out=h
             ),
-        ),
+        },
     }
-    out = {}
-    for name, fns in cases.items():
-        inner = 20 if name.startswith("step") else 2
-        out[name] = {
-            lib: round(median_us(fn, repeats, inner), 1)
-            for lib, fn in zip(("mkl", "onednn", "onednn_packed"), fns)
-            if fn is not None
-        }
-    out["packing_us"] = {
-        "w_hh": round(median_us(lambda: pack(w_hh, B), repeats), 1),
-        "w_hh transposed": round(
-            median_us(lambda: pack(lstm_cpu.loops().transpose(w_hh), B), repeats), 1
-        ),
-    }
+    flat = {f"{gemm}/{lib}": fn for gemm, libs in cases.items() for lib, fn in libs.items()}
+    us = median_us(flat, repeats)
+    out: dict[str, dict] = {}
+    for key, v in us.items():
+        gemm, lib = key.rsplit("/", 1)
+        out.setdefault(gemm, {})[lib] = round(v, 1)
     return out
 
 
@@ -163,37 +207,31 @@ def main(argv: list[str] | None = None) -> None:
     x = torch.randn(T, B, H, requires_grad=True)
     fused = LSTM(H, H, impl="fused", **VARIANTS[args.variant])
     ref = torch.nn.LSTM(H, H)
-
-    def step_of(module):
-        def step() -> None:
-            module.zero_grad(set_to_none=True)
-            x.grad = None
-            module(x)[0].sum().backward()
-
-        return step
-
-    steps = {"fused": step_of(fused), "torch.nn.LSTM": step_of(ref)}
-    for step in steps.values():
-        for _ in range(3):
-            step()
-    times: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(args.repeats):  # round-robin: load from other processes hits both alike
-        for key, step in steps.items():
-            t0 = time.perf_counter()
-            step()
-            times[key].append((time.perf_counter() - t0) * 1e3)
-    ms = {k: round(statistics.median(v), 3) for k, v in times.items()}
+    phases, copies_A = phase_cases(fused, x)
+    us = median_us({**layer_cases(fused, ref, x), **phases}, args.repeats)
+    for key in copies_A:
+        us[key] -= us["copy_A"]
+    del us["copy_A"]
+    us["recurrent_gemms_forward"] = us["loops_forward"] - us["gate_math_forward"]
+    us["recurrent_gemms_backward"] = us["loops_backward"] - us["gate_math_backward"]
+    if "packing" in us:
+        us["recurrent_gemms_forward"] -= us["packing"]
+    parts = ("input_projection", "loops_forward", "loops_backward", "input_gradient")
+    parts += ("weight_gradients", "bias_gradient")
+    us["rest"] = us["layer/fused"] - sum(us[k] for k in parts)
     nb = 3 if VARIANTS[args.variant].get("coupled") else 4
-    split, gate_math = phase_split(steps["fused"], max(5, args.repeats // 2), T)
     result = {
         "benchmark": "lstm_cpu_profile",
         "machine": machine(torch.device("cpu")),
         "shape": {"T": T, "B": B, "C": H, "H": H, "variant": args.variant, "layers": 1},
-        "metric": "ms: median wall ms of one layer's forward + backward of y.sum()",
-        "ms": ms,
-        "ratio_to_torch": round(ms["fused"] / ms["torch.nn.LSTM"], 3),
-        "split": split,
-        "gate_math_us_per_step": gate_math,
+        "metric": "median wall-clock µs per call, round-robin",
+        "repeats": args.repeats,
+        "layer_us": {k.split("/", 1)[1]: round(v, 1) for k, v in us.items() if "/" in k},
+        "ratio_to_torch": round(us["layer/fused"] / us["layer/torch.nn.LSTM"], 3),
+        "phases_us": {k: round(v, 1) for k, v in us.items() if "/" not in k},
+        "gate_math_ns_per_unit": {  # per (step, batch row, hidden unit)
+            d: round(us[f"gate_math_{d}"] * 1e3 / (T * B * H), 3) for d in ("forward", "backward")
+        },
         "gemm_us": gemm_alternatives(T, B, H, H, nb, args.repeats),
     }
     result["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]

@@ -121,6 +121,30 @@ def test_compiled_equals_python_loops(compiled, dtype, peephole, coupled, with_d
         torch.testing.assert_close(got[k], want[k], **tol, msg=lambda m, k=k: f"{k}: {m}")
 
 
+@pytest.mark.parametrize("peephole,coupled", [(False, False), (True, True)])
+def test_gate_math_alone_is_the_loop_without_recurrent_weights(compiled, peephole, coupled):
+    """``recurrent=False`` (what benchmarks/lstm_cpu_profile.py times as the gate math) runs
+    the loops as if W_hh were zero, and does not read W_hh."""
+    inp = loop_inputs(5, 4, 24, peephole, coupled, torch.float64)
+    want = run_loops(compiled, {**inp, "w_hh": torch.zeros_like(inp["w_hh"])}, with_dcx=True)
+    ops = torch.ops.unroll_lstm_cpu
+    garbage = torch.full_like(inp["w_hh"], float("nan"))
+
+    class GateMathOnly:
+        @staticmethod
+        def forward(A, h0, c0, w_hh, peep_in, peep_o, Cs, TC, Y):
+            ops.forward(A, h0, c0, garbage, None, peep_in, peep_o, Cs, TC, Y, recurrent=False)
+
+        @staticmethod
+        def backward(A, Cs, TC, c0, w_hh, peep_in, peep_o, dY, dCx, dc, dG):
+            args = (A, Cs, TC, c0, garbage, None, peep_in, peep_o, dY, dCx, dc, dG)
+            ops.backward(*args, recurrent=False)
+
+    got = run_loops(GateMathOnly, inp, with_dcx=True)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=0, msg=lambda m, k=k: f"{k}: {m}")
+
+
 @pytest.mark.parametrize("peephole,coupled", [(False, False), (True, False), (True, True)])
 def test_compiled_equals_python_loops_large_hidden_prepacked(compiled, peephole, coupled):
     """H >= 512 in float32: both take the prepacked oneDNN recurrent GEMM (where available)."""
