@@ -1,8 +1,8 @@
 """Where the fused LSTM's time goes on CPU: one layer, forward + backward, split by phase.
 
 For one LSTM layer at a PTB shape (x needs its gradient, as every layer but the first of a
-stack) this prints ONE JSON line with median wall-clock µs, all cases round-robin in one
-process, of
+stack) this prints ONE JSON line with median µs (wall clock, or ``--clock thread``), all
+cases round-robin in one process, of
 
 - ``layer``: the fused layer (compiled loops) and ``torch.nn.LSTM`` (one layer), forward +
   backward of ``y.sum()``;
@@ -15,6 +15,7 @@ process, of
   (plain, and with the weight prepacked): which library is faster here for which GEMM.
 
     python benchmarks/lstm_cpu_profile.py --threads 1
+    python benchmarks/lstm_cpu_profile.py --threads 1 --clock thread     # on a busy machine
     python benchmarks/lstm_cpu_profile.py --threads 2 --shape medium --variant peephole
 """
 
@@ -27,7 +28,7 @@ import statistics
 import time
 
 import torch
-from cells import SHAPES, VARIANTS, machine  # beside this script
+from cells import CLOCKS, SHAPES, VARIANTS, machine  # beside this script
 
 from unroll.nn.kernels import lstm_cpu
 from unroll.nn.kernels.lstm_fused import (
@@ -40,7 +41,7 @@ from unroll.nn.kernels.lstm_fused import (
 from unroll.nn.layers import LSTM
 
 
-def median_us(cases: dict, repeats: int) -> dict:
+def median_us(cases: dict, repeats: int, clock=time.perf_counter) -> dict:
     """Median µs per call of each case; repeats go round-robin over the cases so that load
     from other processes drifts over all of them alike."""
     for fn in cases.values():
@@ -49,9 +50,9 @@ def median_us(cases: dict, repeats: int) -> dict:
     times: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(repeats):
         for key, fn in cases.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            times[key].append((time.perf_counter() - t0) * 1e6)
+            times[key].append((clock() - t0) * 1e6)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -142,7 +143,7 @@ def phase_cases(fused: LSTM, x: torch.Tensor) -> tuple[dict, list[str]]:
     return cases, ["loops_forward", "gate_math_forward"]
 
 
-def gemm_alternatives(T: int, B: int, C: int, H: int, nb: int, repeats: int) -> dict:
+def gemm_alternatives(T: int, B: int, C: int, H: int, nb: int, repeats: int, clock) -> dict:
     """µs per call of each GEMM of the layer through MKL and oneDNN (plain and prepacked)."""
     lin = torch.ops.mkldnn._linear_pointwise
     pack = torch.ops.mkldnn._reorder_linear_weight
@@ -184,7 +185,7 @@ def gemm_alternatives(T: int, B: int, C: int, H: int, nb: int, repeats: int) -> 
         },
     }
     flat = {f"{gemm}/{lib}": fn for gemm, libs in cases.items() for lib, fn in libs.items()}
-    us = median_us(flat, repeats)
+    us = median_us(flat, repeats, clock)
     out: dict[str, dict] = {}
     for key, v in us.items():
         gemm, lib = key.rsplit("/", 1)
@@ -198,7 +199,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="small")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="standard")
     parser.add_argument("--repeats", type=int, default=20, help="timed repeats per case")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall (default), or thread: CPU time of this thread, steadier on a busy shared "
+        "machine, meaningful only with --threads 1",
+    )
     args = parser.parse_args(argv)
+    if args.clock == "thread" and args.threads != 1:
+        parser.error("--clock thread: needs --threads 1")
+    clock = CLOCKS[args.clock]
     torch.set_num_threads(args.threads)
     if lstm_cpu.loops() is None:
         parser.error(f"the compiled loops are not in use: {lstm_cpu.unavailable_reason()}")
@@ -208,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     fused = LSTM(H, H, impl="fused", **VARIANTS[args.variant])
     ref = torch.nn.LSTM(H, H)
     phases, copies_A = phase_cases(fused, x)
-    us = median_us({**layer_cases(fused, ref, x), **phases}, args.repeats)
+    us = median_us({**layer_cases(fused, ref, x), **phases}, args.repeats, clock)
     for key in copies_A:
         us[key] -= us["copy_A"]
     del us["copy_A"]
@@ -224,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "lstm_cpu_profile",
         "machine": machine(torch.device("cpu")),
         "shape": {"T": T, "B": B, "C": H, "H": H, "variant": args.variant, "layers": 1},
-        "metric": "median wall-clock µs per call, round-robin",
+        "metric": f"median µs ({args.clock} clock) per call, round-robin",
         "repeats": args.repeats,
         "layer_us": {k.split("/", 1)[1]: round(v, 1) for k, v in us.items() if "/" in k},
         "ratio_to_torch": round(us["layer/fused"] / us["layer/torch.nn.LSTM"], 3),
@@ -232,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         "gate_math_ns_per_unit": {  # per (step, batch row, hidden unit)
             d: round(us[f"gate_math_{d}"] * 1e3 / (T * B * H), 3) for d in ("forward", "backward")
         },
-        "gemm_us": gemm_alternatives(T, B, H, H, nb, args.repeats),
+        "gemm_us": gemm_alternatives(T, B, H, H, nb, args.repeats, clock),
     }
     result["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     print(json.dumps(result))
