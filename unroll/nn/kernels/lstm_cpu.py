@@ -198,6 +198,6 @@ def unavailable_reason() -> str | None:
 
 
 def build_in_use() -> str | None:
-    """Which build the compiled loops run, e.g. ``native (-O3 -march=native -fopenmp-simd)``;
-    None when they are not in use."""
+    """Which build the compiled loops run, its name and flags (``native (-O3 -march=native
+    ...)``); None when they are not in use."""
     return _state["build"] if loops() is not None else None
