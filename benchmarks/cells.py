@@ -43,6 +43,45 @@ VARIANTS = {
 CLOCKS = {"wall": time.perf_counter, "thread": time.thread_time}
 
 
+def cpu_identity() -> str:
+    """Vendor, family and model of the first CPU (e.g. ``AuthenticAMD family 25 model 17``):
+    "AMD EPYC" alone does not tell a Zen 3 from a Zen 4 or 5, whose vector units differ."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        return "unknown"
+    return f"{fields.get('vendor_id', '?')} family {fields.get('cpu family', '?')} model " + (
+        fields.get("model", "?")
+    )
+
+
+def machine(device: torch.device) -> dict:
+    """What the figures depend on: CPU, the vector ISA PyTorch dispatches to, which build of
+    unroll's CPU loops ran, and the environment variables that change either."""
+    env = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", lstm_cpu.ENV)
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu": device_name("cpu"),
+        "cpu_id": cpu_identity(),
+        # ATen's vectorized kernels; oneDNN (torch.nn.LSTM on CPU) picks its own ISA
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        # which time loops the fused LSTM ran on CPU (unroll.nn.kernels.lstm_cpu)
+        "fused_cpu_loops": lstm_cpu.unavailable_reason() or "compiled",
+        "fused_cpu_build": lstm_cpu.build_in_use(),
+        "env": {k: os.environ[k] for k in env if k in os.environ},
+    }
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -194,16 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     repeats = args.repeats or (3 if args.quick else 10)
     result = {
         "benchmark": "cells",
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "cpu": device_name("cpu"),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "load_average": [round(v, 2) for v in os.getloadavg()],
-            # which time loops the fused LSTM ran on CPU (unroll.nn.kernels.lstm_cpu)
-            "fused_cpu_loops": lstm_cpu.unavailable_reason() or "compiled",
-        },
+        "machine": machine(device),
         "warmup": warmup,
         "repeats": repeats,
         "metric": f"median ms ({args.clock} clock) of forward + backward of y.sum()",
@@ -223,6 +253,8 @@ def main(argv: list[str] | None = None) -> None:
                 for d, t in CUDA_DTYPES.items()
             },
         }
+    # the load at the end too: other processes that came and went during the run show here
+    result["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     print(json.dumps(result))
 
 

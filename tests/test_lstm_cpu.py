@@ -7,7 +7,11 @@ the fallback when the extension cannot be had.
 """
 
 import itertools
+import logging
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -117,6 +121,30 @@ def test_compiled_equals_python_loops(compiled, dtype, peephole, coupled, with_d
         torch.testing.assert_close(got[k], want[k], **tol, msg=lambda m, k=k: f"{k}: {m}")
 
 
+@pytest.mark.parametrize("peephole,coupled", [(False, False), (True, True)])
+def test_gate_math_alone_is_the_loop_without_recurrent_weights(compiled, peephole, coupled):
+    """``recurrent=False`` (what benchmarks/lstm_cpu_profile.py times as the gate math) runs
+    the loops as if W_hh were zero, and does not read W_hh."""
+    inp = loop_inputs(5, 4, 24, peephole, coupled, torch.float64)
+    want = run_loops(compiled, {**inp, "w_hh": torch.zeros_like(inp["w_hh"])}, with_dcx=True)
+    ops = torch.ops.unroll_lstm_cpu
+    garbage = torch.full_like(inp["w_hh"], float("nan"))
+
+    class GateMathOnly:
+        @staticmethod
+        def forward(A, h0, c0, w_hh, peep_in, peep_o, Cs, TC, Y):
+            ops.forward(A, h0, c0, garbage, None, peep_in, peep_o, Cs, TC, Y, recurrent=False)
+
+        @staticmethod
+        def backward(A, Cs, TC, c0, w_hh, peep_in, peep_o, dY, dCx, dc, dG):
+            args = (A, Cs, TC, c0, garbage, None, peep_in, peep_o, dY, dCx, dc, dG)
+            ops.backward(*args, recurrent=False)
+
+    got = run_loops(GateMathOnly, inp, with_dcx=True)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=0, msg=lambda m, k=k: f"{k}: {m}")
+
+
 @pytest.mark.parametrize("peephole,coupled", [(False, False), (True, False), (True, True)])
 def test_compiled_equals_python_loops_large_hidden_prepacked(compiled, peephole, coupled):
     """H >= 512 in float32: both take the prepacked oneDNN recurrent GEMM (where available)."""
@@ -185,19 +213,22 @@ def test_environment_variable_turns_it_off(monkeypatch):
     assert lstm_cpu.ENV in lstm_cpu.unavailable_reason()
 
 
-def test_build_failure_falls_back_to_python_loops_with_one_line(monkeypatch, capsys):
+def broken_build(flags):
+    raise RuntimeError("Error building extension\nlstm_cpu.cpp:1: error: no compiler here")
+
+
+def test_build_failure_falls_back_to_python_loops_with_one_line(monkeypatch, caplog):
     monkeypatch.setattr(lstm_cpu, "_state", {"tried": False, "ops": None, "reason": ""})
-
-    def broken(flags):
-        raise RuntimeError("Error building extension\nlstm_cpu.cpp:1: error: no compiler here")
-
-    monkeypatch.setattr(lstm_cpu, "_build", broken)
-    assert lstm_cpu.loops() is None
-    assert time_loops(torch.device("cpu"), torch.float32) is PythonLoops
+    monkeypatch.setattr(lstm_cpu, "_build", broken_build)
+    with caplog.at_level(logging.WARNING, logger=lstm_cpu.__name__):
+        assert lstm_cpu.loops() is None
+        assert time_loops(torch.device("cpu"), torch.float32) is PythonLoops
     reason = lstm_cpu.unavailable_reason()
     assert "error: no compiler here" in reason and "-march=native" in reason
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "Python loops" in err[0]
+    notices = [r for r in caplog.records if r.name == lstm_cpu.__name__]
+    assert len(notices) == 1 and notices[0].levelno == logging.WARNING
+    assert "Python loops" in notices[0].getMessage()
+    assert "\n" not in notices[0].getMessage()
     # and the layer still runs, on the Python loops
     import unroll
 
@@ -228,11 +259,150 @@ def test_weight_gradients_arrive_contiguous(coupled):
 def test_build_path_finds_the_environment_ninja():
     """`pip install ninja` puts ninja beside the interpreter; an unactivated venv lacks it on
     PATH, so the build adds that directory (last: the system's tools keep precedence)."""
-    import os
-    import sys
 
     here = os.path.dirname(sys.executable)
     assert lstm_cpu.path_with_interpreter_dir("/usr/bin").split(os.pathsep) == ["/usr/bin", here]
     assert lstm_cpu.path_with_interpreter_dir(None) == here
     already = os.pathsep.join([here, "/usr/bin"])
     assert lstm_cpu.path_with_interpreter_dir(already) == already
+
+
+def test_notice_reaches_stderr_without_logging_configured():
+    """A script that configures no logging still sees the one-line notice (Python's
+    last-resort handler), and nothing else: a fresh interpreter, so pytest's handlers are
+    not in the way."""
+    code = (
+        "import torch; from unroll.nn.kernels import lstm_cpu\n"
+        "def broken(flags): raise RuntimeError('x.cpp:1: error: no compiler here')\n"
+        "lstm_cpu._build = broken\n"
+        "assert lstm_cpu.loops() is None\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != lstm_cpu.ENV}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("unroll: could not build lstm_cpu.cpp")
+    assert "Python loops" in lines[0]
+
+
+def test_cache_key_holds_flags_cpu_source_and_its_path(monkeypatch, tmp_path):
+    """Two machines sharing a home directory (different CPUs), or two checkouts (different
+    paths), get different builds; the same ones the same build."""
+    native, portable = lstm_cpu.FLAG_SETS["native"], lstm_cpu.FLAG_SETS["portable"]
+    name = lstm_cpu._extension_name(native)
+    assert name == lstm_cpu._extension_name(list(native))
+    assert name != lstm_cpu._extension_name(portable)
+    monkeypatch.setattr(lstm_cpu, "_cpu_signature", lambda: "flags : avx2 fma")
+    on_avx2 = lstm_cpu._extension_name(native)
+    assert on_avx2 != name
+    copy = tmp_path / "lstm_cpu.cpp"
+    copy.write_text(lstm_cpu.SOURCE.read_text())
+    monkeypatch.setattr(lstm_cpu, "SOURCE", copy)
+    assert lstm_cpu._extension_name(native) != on_avx2  # same text, other checkout
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="reads /proc/cpuinfo")
+def test_cpu_signature_names_the_model_and_its_features():
+    signature = lstm_cpu._cpu_signature()
+    assert "model name" in signature or "CPU part" in signature
+    assert "flags" in signature or "Features" in signature
+    assert len(signature.splitlines()) <= 7  # the first CPU only
+
+
+def record_builds(monkeypatch, fail=()):
+    """_build replaced by a recorder (nothing compiled); builds in ``fail`` raise."""
+    monkeypatch.setattr(lstm_cpu, "_state", {"tried": False, "ops": None, "reason": ""})
+    tried = []
+
+    def fake(flags):
+        tried.append(flags)
+        if flags in [lstm_cpu.FLAG_SETS[k] for k in fail]:
+            raise RuntimeError("x.cpp:1: error: unrecognized command-line option")
+
+    monkeypatch.setattr(lstm_cpu, "_build", fake)
+    return tried
+
+
+def test_native_build_first_portable_where_it_fails(monkeypatch):
+    monkeypatch.delenv(lstm_cpu.ENV, raising=False)
+    tried = record_builds(monkeypatch)
+    assert lstm_cpu.loops() is not None
+    assert tried == [lstm_cpu.FLAG_SETS["native"]]
+    assert lstm_cpu.build_in_use().startswith("native (") and "-march=native" in tried[0]
+
+    tried = record_builds(monkeypatch, fail=["native"])
+    assert lstm_cpu.loops() is not None
+    assert tried == [lstm_cpu.FLAG_SETS["native"], lstm_cpu.FLAG_SETS["portable"]]
+    assert lstm_cpu.build_in_use() == "portable (-O3 -fopenmp-simd -fno-trapping-math)"
+
+    tried = record_builds(monkeypatch, fail=["native", "portable"])
+    assert lstm_cpu.loops() is not None
+    assert tried == [lstm_cpu.FLAG_SETS[k] for k in ("native", "portable", "plain")]
+    assert lstm_cpu.build_in_use() == "plain (-O3)"
+
+
+def test_environment_variable_names_the_build_to_start_from(monkeypatch):
+    monkeypatch.setenv(lstm_cpu.ENV, "portable")
+    tried = record_builds(monkeypatch)
+    assert lstm_cpu.loops() is not None
+    assert tried == [lstm_cpu.FLAG_SETS["portable"]]
+    assert "-march" not in " ".join(tried[0])
+
+    tried = record_builds(monkeypatch, fail=["portable"])
+    assert lstm_cpu.loops() is not None
+    assert tried == [lstm_cpu.FLAG_SETS["portable"], lstm_cpu.FLAG_SETS["plain"]]
+
+    monkeypatch.setenv(lstm_cpu.ENV, "plain")
+    tried = record_builds(monkeypatch)
+    assert lstm_cpu.loops() is not None
+    assert tried == [["-O3"]]
+
+
+def test_unknown_environment_value_is_named_and_falls_back(monkeypatch, caplog):
+    monkeypatch.setenv(lstm_cpu.ENV, "fast")
+    tried = record_builds(monkeypatch)
+    with caplog.at_level(logging.WARNING, logger=lstm_cpu.__name__):
+        assert lstm_cpu.loops() is None
+    assert tried == []
+    assert "UNROLL_CPU_EXTENSION='fast' is not one of 0, 1, native, portable, plain" in (
+        lstm_cpu.unavailable_reason()
+    )
+    assert lstm_cpu.build_in_use() is None
+    assert len([r for r in caplog.records if r.name == lstm_cpu.__name__]) == 1
+
+
+def test_portable_build_equals_python_loops():
+    """The fallback build (no -march=native) compiled for real, its activations as accurate
+    and its loops equal to the Python loops, in a fresh interpreter: one process can load
+    only one build of the extension."""
+    code = (
+        "import torch, sys\n"
+        "sys.path[:0] = [sys.argv[1]]\n"
+        "import test_lstm_cpu as t\n"
+        "from unroll.nn.kernels import lstm_cpu\n"
+        "from unroll.nn.kernels.lstm_fused import PythonLoops\n"
+        "loops = lstm_cpu.loops()\n"
+        "assert loops is not None, lstm_cpu.unavailable_reason()\n"
+        "print(lstm_cpu.build_in_use())\n"
+        "x = torch.linspace(-80, 80, 100_001)\n"
+        "sig, tanh = torch.ops.unroll_lstm_cpu.activations(x)\n"
+        "want = torch.sigmoid(x.double())\n"
+        "assert ((sig.double() - want) / want).abs().max() < 3e-7\n"
+        "assert (tanh.double() - torch.tanh(x.double())).abs().max() < 3e-7\n"
+        "for dtype, atol in ((torch.float32, 2e-5), (torch.float64, 1e-12)):\n"
+        "    inp = t.loop_inputs(5, 4, 24, True, False, dtype)\n"
+        "    got, want = t.run_loops(loops, inp, True), t.run_loops(PythonLoops, inp, True)\n"
+        "    for k in want:\n"
+        "        torch.testing.assert_close(got[k], want[k], rtol=0, atol=atol)\n"
+    )
+    if not compiler_present():
+        pytest.skip("no C++ compiler/ninja here")
+    env = {**os.environ, lstm_cpu.ENV: "portable"}
+    here = os.path.dirname(__file__)
+    done = subprocess.run(
+        [sys.executable, "-c", code, here], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "portable (-O3 -fopenmp-simd -fno-trapping-math)"
