@@ -140,8 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not world.main and hasattr(args, "quiet"):
             args.quiet = True  # rank 0 alone shows progress
         code = int(args.func(args) or 0)
+        shutdown()  # every rank waits for the others here (rank 0's test evaluation)
         ok = True
-        shutdown()
         return code
     except RankZeroError:
         return 2  # rank 0 printed it
@@ -154,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         notes.flush_notes(show=ok and world.main)
+        if not ok:
+            shutdown(together=False)  # no barrier: the other ranks may never reach one
 
 
 if __name__ == "__main__":

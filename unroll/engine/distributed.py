@@ -145,12 +145,27 @@ def _join(env: World) -> None:
     dist.init_process_group(backend, timeout=timeout)
 
 
-def shutdown() -> None:
-    """Leave the process group (at the end of a command that joined one)."""
+def shutdown(*, together: bool = True) -> None:
+    """Leave the process group (at the end of a command that joined one).
+
+    ``together``: first wait for every rank (a barrier), so no rank tears its end down while
+    another still works — rank 0 evaluates the test set alone after training, and a rank that
+    left the group and the interpreter meanwhile could abort in gloo's C++ teardown ("terminate
+    called without an active exception", SIGABRT). After an error the other ranks may never
+    come, so the error paths leave without waiting. Then the objects that still hold the group
+    (DDP wrappers in reference cycles) are collected while the interpreter is whole, and the
+    group is destroyed explicitly rather than during interpreter finalization."""
+    import gc
+
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if together:
+        dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
+    gc.collect()
 
 
 def launch_command(argv: Sequence[str]) -> list[str]:
