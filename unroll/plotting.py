@@ -171,6 +171,7 @@ def accuracy_by_length_png(
         for label, by_length in curves.items():
             lengths = sorted(by_length)
             ax.plot(lengths, [by_length[n] for n in lengths], marker="o", ms=3, label=label)
+        ax.xaxis.get_major_locator().set_params(integer=True)  # lengths are whole numbers
         ax.set_xlabel("source length")
         ax.set_ylabel(ylabel)
         ax.set_ylim(-0.02, 1.02)

@@ -20,7 +20,7 @@ class Seq2SeqConfig(RunConfig):
     presets``) set the others."""
 
     data: str = "addition"  # addition | reverse | g2p | a cmudict file | a DIR of pair files
-    epochs: int = 12
+    epochs: int = 20
     batch_size: int = 128
     lr: float = 3e-3
     clip: float = 1.0
@@ -38,7 +38,7 @@ class Seq2SeqConfig(RunConfig):
     hidden_size: int = 128  # the decoder's; a bidirectional encoder has half per direction
     embedding_size: int = 64
     num_layers: int = 1
-    bidirectional: bool = False  # the encoder
+    bidirectional: bool = True  # the encoder
     attention: Literal["none", "bahdanau", "dot", "general"] = "general"
     dropout: float = 0.0  # embeddings, between layers, before the output layer
     forget_bias: float = 0.0  # LSTM variants (`unroll.LSTM`)
@@ -46,8 +46,8 @@ class Seq2SeqConfig(RunConfig):
     coupled: bool = False
     # -- training --
     teacher_forcing: float = 1.0  # P(the true previous token is fed); < 1 runs step by step
-    lr_decay: float = 1.0  # lr of epoch e: lr * lr_decay ** max(e - lr_decay_after, 0)
-    lr_decay_after: int = 1
+    lr_decay: float = 0.8  # lr of epoch e: lr * lr_decay ** max(e - lr_decay_after, 0)
+    lr_decay_after: int = 10
     # -- decoding --
     beam: int = 1  # the final test is decoded greedily and, when > 1, with this beam too
     length_penalty: float = 1.0  # score = log p / steps ** length_penalty
@@ -86,12 +86,14 @@ class Seq2SeqConfig(RunConfig):
             check(self, "cell", not variant, "lstm (forget_bias/peephole/coupled are LSTM's)")
 
 
-# Presets are data: overrides of the defaults, named after the task they train.
+# Presets are data: overrides of the defaults, named after the task they train. The defaults
+# are the addition task's.
+REVERSE = {"data": "reverse", "epochs": 10, "lr_decay": 0.7, "lr_decay_after": 5}
 PRESETS: dict[str, dict[str, Any]] = {
     "addition": {"data": "addition"},
-    "reverse": {"data": "reverse", "epochs": 10, "attention": "general"},
-    "reverse-noattn": {"data": "reverse", "epochs": 10, "attention": "none"},
-    "reverse-bahdanau": {"data": "reverse", "epochs": 10, "attention": "bahdanau"},
+    "reverse": {**REVERSE, "attention": "general"},
+    "reverse-noattn": {**REVERSE, "attention": "none"},
+    "reverse-bahdanau": {**REVERSE, "attention": "bahdanau"},
     "g2p": {
         "data": "g2p",
         "bidirectional": True,

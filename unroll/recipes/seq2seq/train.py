@@ -24,6 +24,7 @@ from typing import Any, TextIO
 import torch
 
 from unroll.data import pairs as P
+from unroll.data.text import Vocabulary
 from unroll.engine.checkpoint import atomic_write_text
 from unroll.engine.device import num_threads, resolve_device
 from unroll.engine.loop import decayed_lr, fit, make_optimizer, supervised_step
@@ -92,10 +93,9 @@ def train(
     config.validate()
     device = resolve_device(config.device)
     data = load_task(config) if data is None else data
-    src_vocab, tgt_vocab = (
-        P.build_vocabulary(data.train.sources),
-        P.build_vocabulary(data.train.targets),
-    )
+    # The vocabularies come from the training split alone: ids depend on the data only.
+    src_vocab = P.build_vocabulary(data.train.sources)
+    tgt_vocab = P.build_vocabulary(data.train.targets)
     if point is not None and point.checkpoint is not None:
         saved = (point.checkpoint["src_vocab"], point.checkpoint["tgt_vocab"])
         if saved != (src_vocab.to_list(), tgt_vocab.to_list()):
@@ -121,7 +121,14 @@ def train(
         return _train(run, config, data, src_vocab, tgt_vocab, device)
 
 
-def _train(run: Run, config, data: P.PairData, src_vocab, tgt_vocab, device) -> Seq2SeqResult:
+def _train(
+    run: Run,
+    config: Seq2SeqConfig,
+    data: P.PairData,
+    src_vocab: Vocabulary,
+    tgt_vocab: Vocabulary,
+    device: torch.device,
+) -> Seq2SeqResult:
     seed_everything(config.seed)
     model = build_model(config, len(src_vocab), len(tgt_vocab)).to(device)
     optimizer = make_optimizer("adam", model.parameters(), config.lr)
@@ -248,7 +255,14 @@ def _finish(
     return result
 
 
-def _figures(run, config, translator, pairs, greedy, beam) -> None:
+def _figures(
+    run: Run,
+    config: Seq2SeqConfig,
+    translator: Translator,
+    pairs: P.Pairs,
+    greedy: SplitScores,
+    beam: SplitScores | None,
+) -> None:
     from unroll.plotting import MISSING_MATPLOTLIB, accuracy_by_length_png, attention_png
 
     curves = {"greedy": greedy.by_length}
