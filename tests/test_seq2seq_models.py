@@ -17,6 +17,15 @@ from unroll.models.seq2seq import ATTENTIONS, Encoder, build_seq2seq, sequence_l
 KINDS = ("bahdanau", "dot", "general")
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny tensors: threads only add overhead, and on a shared machine they busy-wait.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _batch(seed=0, B=3, S=6, V=9, lengths=(6, 2, 4)):
     g = torch.Generator().manual_seed(seed)
     src = torch.randint(4, V, (B, S), generator=g)
@@ -247,8 +256,11 @@ def test_beam_of_one_is_greedy(kind):
             torch.testing.assert_close(b.weights, g.weights)
 
 
-def _trained_copy_model():
-    """A model that prefers some outputs over others: a few steps on random targets."""
+@pytest.fixture(scope="module")
+def trained():
+    """A model that prefers some outputs over others: a few steps on fixed targets."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(7)
     model = build_seq2seq(9, 8, hidden_size=8, embedding_size=4, attention="general")
     opt = torch.optim.Adam(model.parameters(), 0.05)
@@ -258,12 +270,13 @@ def _trained_copy_model():
         opt.zero_grad()
         sequence_loss(model(src, lengths, tgt[:, :-1])[0], tgt[:, 1:]).backward()
         opt.step()
+    torch.set_num_threads(before)
     return model.eval(), src, lengths
 
 
 @pytest.mark.parametrize("length_penalty", [0.0, 1.0])
-def test_beam_returns_k_sorted_hypotheses_scored_by_the_model(length_penalty):
-    model, src, lengths = _trained_copy_model()
+def test_beam_returns_k_sorted_hypotheses_scored_by_the_model(trained, length_penalty):
+    model, src, lengths = trained
     k = 4
     beams = beam_search(model, src, lengths, max_len=6, beam=k, length_penalty=length_penalty)
     for b, hyps in enumerate(beams):
@@ -282,8 +295,8 @@ def test_beam_returns_k_sorted_hypotheses_scored_by_the_model(length_penalty):
             assert h.weights.shape == (steps, int(lengths[b]))
 
 
-def test_beam_finds_at_least_the_greedy_log_probability_on_finished_outputs():
-    model, src, lengths = _trained_copy_model()
+def test_beam_finds_at_least_the_greedy_log_probability_on_finished_outputs(trained):
+    model, src, lengths = trained
     greedy = greedy_decode(model, src, lengths, max_len=6, length_penalty=0.0)
     beams = beam_search(model, src, lengths, max_len=6, beam=6, length_penalty=0.0)
     for g, hyps in zip(greedy, beams):

@@ -130,6 +130,24 @@ def test_resume_continues_the_run(tmp_path):
         seq2seq.train({"hidden_size": 32}, resume=tmp_path / "a", quiet=True)
 
 
+def test_word_level_pairs_report_bleu(tmp_path):
+    pytest.importorskip("sacrebleu")
+    data = tmp_path / "data"
+    data.mkdir()
+    words = ["red", "green", "blue", "cat", "dog"]
+    r = random.Random(0)
+    for split, n in (("train", 60), ("valid", 10)):
+        lines = [" ".join(r.choice(words) for _ in range(r.randint(1, 4))) for _ in range(n)]
+        (data / f"{split}.src").write_text("\n".join(lines) + "\n")
+        (data / f"{split}.tgt").write_text("\n".join(lines) + "\n")
+    config = seq2seq.make_config(
+        overrides={**TINY, "data": str(data), "tokens": "word", "epochs": 1}
+    )
+    result = seq2seq.train(config, out=tmp_path / "run", quiet=True)
+    assert 0.0 <= result.test["bleu"] <= 100.0
+    assert "BLEU" in result.summary()
+
+
 def _one_line_exit_2(capsys, argv):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
