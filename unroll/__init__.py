@@ -30,7 +30,7 @@ from unroll.models.lm import LanguageModel
 from unroll.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 # Recipes import argparse-free but heavier code (data loaders, plotting): loaded on first use.
-_RECIPES = ("lm", "classify", "forecast", "sincos")
+_RECIPES = ("lm", "classify", "forecast", "sincos", "seq2seq")
 
 
 def __getattr__(name: str) -> Any:
@@ -62,5 +62,6 @@ __all__ = [
     "classify",
     "forecast",
     "lm",
+    "seq2seq",
     "sincos",
 ]

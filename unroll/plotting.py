@@ -150,3 +150,65 @@ def plot_backtest(
         return _save(fig, Path(path))
     finally:
         plt.close(fig)
+
+
+# --- sequence to sequence (unroll.recipes.seq2seq) -------------------------------------------
+
+
+def accuracy_by_length_png(
+    path: str | Path,
+    curves: dict[str, dict[int, float]],
+    title: str = "",
+    ylabel: str = "exact match",
+) -> Path | None:
+    """One line per curve: accuracy (0-1) by source length, e.g. {"attention": {5: 1.0, ...},
+    "no attention": {...}}."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    try:
+        for label, by_length in curves.items():
+            lengths = sorted(by_length)
+            ax.plot(lengths, [by_length[n] for n in lengths], marker="o", ms=3, label=label)
+        ax.xaxis.get_major_locator().set_params(integer=True)  # lengths are whole numbers
+        ax.set_xlabel("source length")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left")
+        if title:
+            ax.set_title(title)
+        return _save(fig, Path(path))
+    finally:
+        plt.close(fig)
+
+
+def attention_png(
+    path: str | Path,
+    weights: Sequence[Sequence[float]],
+    source: Sequence[str],
+    output: Sequence[str],
+    title: str = "",
+) -> Path | None:
+    """A heat map of attention weights [output steps, source positions]: row t is where the
+    decoder looked while writing output token t."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    import numpy as np
+
+    w = np.asarray(weights, dtype=float)
+    rows, cols = w.shape
+    fig, ax = plt.subplots(figsize=(max(3.0, 0.35 * cols + 1.5), max(2.5, 0.35 * rows + 1.2)))
+    try:
+        ax.imshow(w, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks(range(cols), labels=list(source)[:cols], rotation=90)
+        ax.set_yticks(range(rows), labels=list(output)[:rows])
+        ax.set_xlabel("source")
+        ax.set_ylabel("output")
+        if title:
+            ax.set_title(title)
+        return _save(fig, Path(path))
+    finally:
+        plt.close(fig)

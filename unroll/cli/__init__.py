@@ -28,6 +28,7 @@ ACTIONS = {
     "classify": ("train", "eval", "presets"),
     "forecast": ("train", "predict", "presets"),
     "sincos": ("train", "presets"),
+    "seq2seq": ("train", "eval", "predict", "presets"),
 }
 LEGACY = {
     "train": ["lm", "train"],
@@ -65,7 +66,7 @@ def canonical_argv(argv: Sequence[str]) -> list[str]:
 
 
 def build_parser() -> Parser:
-    from unroll.cli import classify, forecast, lm
+    from unroll.cli import classify, forecast, lm, seq2seq
 
     parser = Parser(
         prog="unroll",
@@ -78,6 +79,7 @@ def build_parser() -> Parser:
     lm.register(sub)
     classify.register(sub)
     forecast.register(sub)
+    seq2seq.register(sub)
     return parser
 
 
