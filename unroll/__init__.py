@@ -30,7 +30,7 @@ from unroll.models.lm import LanguageModel
 from unroll.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 # Recipes import argparse-free but heavier code (data loaders, plotting): loaded on first use.
-_RECIPES = ("lm", "classify", "forecast", "sincos")
+_RECIPES = ("lm", "classify", "forecast", "sincos", "autoencode")
 
 
 def __getattr__(name: str) -> Any:
@@ -59,6 +59,7 @@ __all__ = [
     "SoftmaxRegression",
     "UserError",
     "__version__",
+    "autoencode",
     "classify",
     "forecast",
     "lm",

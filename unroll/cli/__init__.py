@@ -24,6 +24,7 @@ ACTIONS = {
     "classify": ("train", "eval", "presets"),
     "forecast": ("train", "predict", "presets"),
     "sincos": ("train", "presets"),
+    "autoencode": ("train", "eval", "encode", "fewlabels", "presets"),
 }
 LEGACY = {
     "train": ["lm", "train"],
@@ -61,7 +62,7 @@ def canonical_argv(argv: Sequence[str]) -> list[str]:
 
 
 def build_parser() -> Parser:
-    from unroll.cli import classify, forecast, lm
+    from unroll.cli import autoencode, classify, forecast, lm
 
     parser = Parser(
         prog="unroll",
@@ -74,6 +75,7 @@ def build_parser() -> Parser:
     lm.register(sub)
     classify.register(sub)
     forecast.register(sub)
+    autoencode.register(sub)
     return parser
 
 
