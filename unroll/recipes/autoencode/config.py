@@ -100,8 +100,17 @@ def is_series(data: str) -> bool:
 
 # Presets are data, named after what they run; the digits one is the embedded default.
 PRESETS: dict[str, dict[str, Any]] = {
-    # 64 pixels -> 32 -> 8 -> 32 -> 64, seconds on a CPU core.
-    "digits-dense": {"data": "digits", "model": "dense", "hidden_sizes": "32", "code_size": 8},
+    # 64 pixels -> 32 -> 8 -> 32 -> 64, seconds on a CPU core. One thread: a model this small
+    # gains nothing from a second, which only waits for the first, and on a shared 2-core
+    # machine that wait cost 30x (`unroll autoencode train`: 608 s with torch's 2 threads, 20 s
+    # with one, load average 5-11).
+    "digits-dense": {
+        "data": "digits",
+        "model": "dense",
+        "hidden_sizes": "32",
+        "code_size": 8,
+        "threads": 1,
+    },
     # Chollet's deep autoencoder, 784-128-64-32.
     "fashion-dense": {
         "data": "fashion-mnist",
@@ -120,7 +129,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr": 1e-3,
         "epochs": 50,
     },
-    # ... and its denoising half: Gaussian noise, factor 0.4, clipped to [0, 1].
+    # ... and its denoising half: Gaussian noise, factor 0.4, clipped to [0, 1]. The example
+    # continues the trained model for 100 epochs; this trains from scratch for 10.
     "fashion-denoise": {
         "data": "fashion-mnist",
         "model": "conv",
@@ -128,7 +138,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "noise_level": 0.4,
         "batch_size": 128,
         "lr": 1e-3,
-        "epochs": 20,
+        "epochs": 10,
     },
     # Dai & Le 2015's sequence autoencoder on images read row by row; hidden 128 as the
     # fashion-rows-lstm classifier, so the encoder can start it (`unroll autoencode fewlabels`).
@@ -166,13 +176,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-_SERIES_PRESETS = {"co2": "co2-seq", "synthetic": "synthetic-seq"}
+_SERIES_PRESETS = {"co2": "co2-seq", "synthetic": "synthetic-seq"}  # data -> its preset
 
 
 def preset_for(overrides: Mapping[str, Any]) -> str | None:
-    """``data=co2`` alone starts from ``co2-seq`` (likewise synthetic); otherwise the bare
-    defaults, which are ``digits-dense``."""
-    return _SERIES_PRESETS.get(overrides.get("data", ""))
+    """No data named (or digits): ``digits-dense``, the embedded default; ``data=co2`` alone
+    starts from ``co2-seq`` (likewise synthetic); anything else from the bare defaults."""
+    data = overrides.get("data", "digits")
+    return "digits-dense" if data == "digits" else _SERIES_PRESETS.get(data)
 
 
 RECIPE = Recipe(
