@@ -153,7 +153,8 @@ def _image_files(model, data: ImageData, p, part: str, out: Path, scores, batch_
                 x, torch.Generator().manual_seed(NOISE_SEED)
             )
             rows["rebuilt from noisy"] = torch.sigmoid(rebuild(model, noisy, "images"))
-        rows["reconstruction"] = torch.sigmoid(rebuild(model, x, "images"))
+        clean = "rebuilt from input" if len(rows) > 1 else "reconstruction"
+        rows[clean] = torch.sigmoid(rebuild(model, x, "images"))
     s = scores[part]
     image_rows_png(
         out / "reconstructions.png",
