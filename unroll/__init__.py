@@ -7,8 +7,9 @@ Public API:
     cells      RNNCell, LSTMCell, GRUCell                      (unroll.nn.cells)
     layers     RNN, LSTM, GRU — drop-in for torch.nn's          (unroll.nn.layers)
     models     LanguageModel, RNNClassifier, SoftmaxRegression, SmallCNN, Forecaster
-    recipes    lm, classify, forecast, sincos: train/evaluate/predict functions the CLI calls,
-               e.g. ``unroll.lm.train``; loaded on first use, so ``import unroll`` stays cheap
+    recipes    lm, classify, forecast, sincos, autoencode: train/evaluate/predict functions the
+               CLI calls, e.g. ``unroll.lm.train``; loaded on first use, so ``import unroll``
+               stays cheap
     engine     the training loop and runs, for writing a recipe of your own (unroll.engine)
     errors     UserError: bad user input, one line; the CLI prints it and exits with 2
 
