@@ -212,3 +212,157 @@ def attention_png(
         return _save(fig, Path(path))
     finally:
         plt.close(fig)
+
+
+# -- autoencoders (unroll autoencode) ---------------------------------------------------------
+
+
+def matplotlib_available() -> bool:
+    return _pyplot() is not None
+
+
+def image_rows_png(
+    path: str | Path,
+    rows: dict[str, Sequence],
+    captions: Sequence[str] | None = None,
+    title: str = "",
+) -> Path | None:
+    """A grid of greyscale images: one row per entry of `rows` (name -> ``[N, H, W]`` values
+    in [0, 1], e.g. input / reconstruction), N columns, `captions` under the last row."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    import numpy as np
+
+    arrays = {k: np.asarray(v, dtype=float) for k, v in rows.items()}
+    n = max(len(a) for a in arrays.values())
+    r = len(arrays)
+    fig, axes = plt.subplots(r, n, figsize=(1.3 * n + 1.2, 1.45 * r + 0.6), squeeze=False)
+    try:
+        for i, (name, images) in enumerate(arrays.items()):
+            for j in range(n):
+                ax = axes[i][j]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if j < len(images):
+                    ax.imshow(images[j], cmap="gray", vmin=0.0, vmax=1.0)
+                else:
+                    ax.axis("off")
+                if j == 0:
+                    ax.set_ylabel(name, fontsize=8)
+                if captions is not None and i == r - 1 and j < len(captions):
+                    ax.set_xlabel(captions[j], fontsize=7)
+        if title:
+            fig.suptitle(title, fontsize=10)
+        return _save(fig, Path(path))
+    finally:
+        plt.close(fig)
+
+
+def code_map_png(
+    path: str | Path,
+    xy: Sequence[Sequence[float]],
+    labels: Sequence[int],
+    names: Sequence[str],
+    title: str = "",
+) -> Path | None:
+    """A 2-D scatter of codes (e.g. their first two principal components), coloured by label."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    import numpy as np
+
+    xy = np.asarray(xy, dtype=float)
+    labels = np.asarray(labels)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    try:
+        cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+        for k, name in enumerate(names):
+            pick = labels == k
+            if pick.any():
+                ax.scatter(xy[pick, 0], xy[pick, 1], s=6, color=cmap(k % cmap.N), label=name)
+        ax.set_xlabel("component 1")
+        ax.set_ylabel("component 2")
+        ax.legend(loc="best", fontsize=7, markerscale=2)
+        if title:
+            ax.set_title(title, fontsize=10)
+        return _save(fig, Path(path))
+    finally:
+        plt.close(fig)
+
+
+def series_reconstruction_png(
+    path: str | Path,
+    y: Sequence[float],
+    recon: Sequence[float],
+    flagged: Sequence[tuple[int, int]] = (),
+    bounds: tuple[int, int] | None = None,
+    injected: Sequence[tuple[int, int]] = (),
+    time: Sequence[str] | None = None,
+    title: str = "",
+) -> Path | None:
+    """A series and its reconstruction; flagged windows shaded red, injected anomalies marked
+    on the x axis, the train/valid/test boundaries as vertical lines."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    import numpy as np
+
+    y = np.asarray(y, dtype=float)
+    fig, ax = plt.subplots(figsize=(12, 4))
+    try:
+        rows = np.arange(len(y))
+        ax.plot(rows, y, color="black", lw=0.9, label="series")
+        ax.plot(rows, np.asarray(recon, dtype=float), color="tab:blue", lw=0.9, ls="--",
+                label="reconstruction")  # fmt: skip
+        for k, (a, b) in enumerate(flagged):
+            ax.axvspan(a, b - 1, color="tab:red", alpha=0.2, label="flagged" if k == 0 else None)
+        for k, (a, b) in enumerate(injected):
+            ax.plot([a, b - 1], [y.min()] * 2, color="tab:orange", lw=4,
+                    label="injected anomaly" if k == 0 else None)  # fmt: skip
+        if bounds is not None:
+            for b, name in zip(bounds, ("valid", "test")):
+                ax.axvline(b, color="grey", lw=0.8)
+                ax.text(b, ax.get_ylim()[1], f" {name}", va="top", fontsize=8, color="grey")
+        if time is not None:
+            ticks = np.linspace(0, len(y) - 1, 7).astype(int)
+            ax.set_xticks(ticks, labels=[str(time[i]) for i in ticks])
+        else:
+            ax.set_xlabel("row")
+        ax.legend(loc="upper left", fontsize=8)
+        if title:
+            ax.set_title(title, fontsize=10)
+        return _save(fig, Path(path))
+    finally:
+        plt.close(fig)
+
+
+def windows_png(
+    path: str | Path,
+    windows: Sequence[tuple[Sequence[float], Sequence[float], str]],
+    title: str = "",
+) -> Path | None:
+    """Small multiples of (actual, reconstruction, caption) windows, e.g. the worst ones."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    n = max(1, len(windows))
+    cols = min(3, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), squeeze=False)
+    try:
+        for k, ax in enumerate(axes.flat):
+            if k >= len(windows):
+                ax.axis("off")
+                continue
+            actual, recon, caption = windows[k]
+            ax.plot(actual, color="black", lw=1.0, label="series")
+            ax.plot(recon, color="tab:blue", lw=1.0, ls="--", label="reconstruction")
+            ax.set_title(caption, fontsize=8)
+            if k == 0:
+                ax.legend(fontsize=7)
+        if title:
+            fig.suptitle(title, fontsize=10)
+        return _save(fig, Path(path))
+    finally:
+        plt.close(fig)

@@ -29,6 +29,7 @@ ACTIONS = {
     "forecast": ("train", "predict", "presets"),
     "sincos": ("train", "presets"),
     "seq2seq": ("train", "eval", "predict", "presets"),
+    "autoencode": ("train", "eval", "encode", "fewlabels", "presets"),
 }
 LEGACY = {
     "train": ["lm", "train"],
@@ -66,7 +67,7 @@ def canonical_argv(argv: Sequence[str]) -> list[str]:
 
 
 def build_parser() -> Parser:
-    from unroll.cli import classify, forecast, lm, seq2seq
+    from unroll.cli import autoencode, classify, forecast, lm, seq2seq
 
     parser = Parser(
         prog="unroll",
@@ -80,6 +81,7 @@ def build_parser() -> Parser:
     classify.register(sub)
     forecast.register(sub)
     seq2seq.register(sub)
+    autoencode.register(sub)
     return parser
 
 
