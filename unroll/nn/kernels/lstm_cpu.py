@@ -10,8 +10,6 @@ and torch version by `torch.utils.cpp_extension` (a C++ compiler and ninja are n
 
 from __future__ import annotations
 
-import hashlib
-import os
 import sys
 import threading
 from pathlib import Path
@@ -19,77 +17,23 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from unroll.nn.kernels.build import (  # noqa: F401 - ENV, path_with_interpreter_dir: re-exported
+    ENV,
+    compile_extension,
+    path_with_interpreter_dir,
+    try_flag_sets,
+    turned_off,
+)
 from unroll.nn.kernels.gemm import onednn_packed_weight, onednn_packing_pays
 
 SOURCE = Path(__file__).with_name("lstm_cpu.cpp")
-ENV = "UNROLL_CPU_EXTENSION"
-# Built on the machine that runs it, so -march=native is safe; the plain flags are the fallback
-# for compilers that do not take it.
-FLAG_SETS = (["-O3", "-march=native", "-fopenmp-simd"], ["-O3"])
 
 _lock = threading.Lock()
 _state: dict = {"tried": False, "ops": None, "reason": "not loaded yet"}
 
 
-def _cpu_signature() -> str:
-    """What -march=native depends on, so a cache shared between machines never mixes builds."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line for line in f if line.startswith(("flags", "Features"))), "")
-    except OSError:
-        import platform
-
-        return platform.processor() or platform.machine()
-
-
-def _extension_name(flags: list[str]) -> str:
-    key = "\n".join((SOURCE.read_text(), " ".join(flags), torch.__version__, _cpu_signature()))
-    return "unroll_lstm_cpu_" + hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
 def _build(flags: list[str]) -> None:
-    from torch.utils import cpp_extension
-
-    name = _extension_name(flags)
-    try:  # a private helper: only for the one-line notice below
-        build_dir = cpp_extension._get_build_directory(name, False)
-        fresh = not Path(build_dir, f"{name}.so").exists()
-    except Exception:  # noqa: BLE001 - the notice is optional
-        build_dir, fresh = "torch's extension directory", True
-    if fresh:
-        print(
-            f"unroll: compiling the CPU LSTM loops once (about 20 s; cached in {build_dir})",
-            file=sys.stderr,
-        )
-    old_path = os.environ.get("PATH")
-    os.environ["PATH"] = path_with_interpreter_dir(old_path)
-    try:
-        cpp_extension.load(
-            name=name,
-            sources=[str(SOURCE)],
-            extra_cflags=flags,
-            is_python_module=False,
-            verbose=False,
-        )
-    finally:
-        if old_path is None:
-            os.environ.pop("PATH", None)
-        else:
-            os.environ["PATH"] = old_path
-
-
-def path_with_interpreter_dir(path: str | None) -> str:
-    """PATH with this interpreter's directory added last: there `pip install ninja` puts the
-    ninja that torch's extension builder looks up on PATH, and a virtual environment run as
-    ``.venv/bin/python`` (not activated) does not have it on PATH."""
-    parts = [p for p in (path or "").split(os.pathsep) if p]
-    here = os.path.dirname(sys.executable)
-    return os.pathsep.join(parts if here in parts else [*parts, here])
-
-
-def _first_error(message: str) -> str:
-    lines = message.strip().splitlines() or ["unknown error"]
-    return next((line.strip() for line in lines if "error:" in line), lines[-1].strip())
+    compile_extension("unroll_lstm_cpu", [SOURCE], flags, "the CPU LSTM loops", 20)
 
 
 class CompiledLoops:
@@ -118,24 +62,19 @@ class CompiledLoops:
 
 def loops():
     """The compiled loops (a `CompiledLoops`), or None; builds them on first call."""
-    if os.environ.get(ENV, "1").strip().lower() in ("0", "off", "false", "no"):
-        _state["reason"] = f"turned off by {ENV}={os.environ[ENV]}"
+    off = turned_off()
+    if off is not None:
+        _state["reason"] = off
         return None
     if _state["tried"]:
         return _state["ops"]
     with _lock:
         if not _state["tried"]:
-            errors = []
-            for flags in FLAG_SETS:
-                try:
-                    _build(flags)
-                except Exception as e:  # noqa: BLE001 - any build failure means: Python loops
-                    errors.append(f"{' '.join(flags)}: {_first_error(str(e))}")
-                    continue
+            failed = try_flag_sets(_build)
+            if failed is None:
                 _state["ops"], _state["reason"] = CompiledLoops, None
-                break
             else:
-                _state["reason"] = "could not build lstm_cpu.cpp (" + "; ".join(errors) + ")"
+                _state["reason"] = f"could not build lstm_cpu.cpp ({failed})"
                 print(
                     f"unroll: {_state['reason']}; the fused LSTM uses its Python loops on CPU",
                     file=sys.stderr,
