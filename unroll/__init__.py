@@ -30,7 +30,7 @@ from unroll.models.lm import LanguageModel
 from unroll.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 # Recipes import argparse-free but heavier code (data loaders, plotting): loaded on first use.
-_RECIPES = ("lm", "classify", "forecast", "sincos")
+_RECIPES = ("lm", "classify", "forecast", "sincos", "word2vec")
 
 
 def __getattr__(name: str) -> Any:
@@ -63,4 +63,5 @@ __all__ = [
     "forecast",
     "lm",
     "sincos",
+    "word2vec",
 ]

@@ -24,6 +24,7 @@ ACTIONS = {
     "classify": ("train", "eval", "presets"),
     "forecast": ("train", "predict", "presets"),
     "sincos": ("train", "presets"),
+    "word2vec": ("train", "eval", "similar", "analogy", "export", "plot", "presets"),
 }
 LEGACY = {
     "train": ["lm", "train"],
@@ -61,7 +62,7 @@ def canonical_argv(argv: Sequence[str]) -> list[str]:
 
 
 def build_parser() -> Parser:
-    from unroll.cli import classify, forecast, lm
+    from unroll.cli import classify, forecast, lm, word2vec
 
     parser = Parser(
         prog="unroll",
@@ -74,6 +75,7 @@ def build_parser() -> Parser:
     lm.register(sub)
     classify.register(sub)
     forecast.register(sub)
+    word2vec.register(sub)
     return parser
 
 
