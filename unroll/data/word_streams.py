@@ -70,13 +70,15 @@ class WordCorpus:
         return torch.repeat_interleave(torch.arange(len(lengths)), lengths)
 
     def chunks(self, words: int) -> list[tuple[int, int]]:
-        """[start, end) ranges of about `words` words each, cut at sentence ends (the
-        sentences of one step, like gensim's jobs of 10,000 words)."""
-        n = len(self)
-        marks = torch.arange(words, n, words, dtype=torch.int64)
-        cuts = self.starts[torch.searchsorted(self.starts, marks)].tolist()
-        bounds = sorted({0, *cuts, n})
-        return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        """[start, end) ranges of whole sentences, each the shortest run of at least `words`
+        words (the last may be shorter): the sentences of one step, like gensim's jobs."""
+        starts = self.starts.numpy()
+        bounds, a, n = [], 0, len(self)
+        while a < n:
+            b = int(starts[min(np.searchsorted(starts, a + words), len(starts) - 1)])
+            bounds.append((a, b))
+            a = b
+        return bounds
 
 
 def sentences(
