@@ -81,7 +81,9 @@ def test_written_out_gradients_are_autograds(case):
     # dL/dh of each example, from autograd with h as the leaf
     h = hidden(model, ex).clone().requires_grad_()
     rows, _, live = _rows_and_labels(ex)
-    (gh,) = torch.autograd.grad(example_losses(scores(model, h, rows), live).sum(), h)
+    (gh,) = torch.autograd.grad(
+        example_losses(scores(model, h, rows, model.out_vectors[rows]), live).sum(), h
+    )
 
     before = [p.detach().clone() for p in model.parameters()]
     lr = 0.1
@@ -180,3 +182,27 @@ def test_bad_arguments():
         Word2Vec(3, 2, objective="nce")
     with pytest.raises(ValueError, match="impl"):
         make_model().update(make_examples(False), 0.1, impl="fast")
+
+
+def test_threads_share_the_examples_once(compiled):
+    """Examples touching disjoint rows commute, so two threads (each a contiguous share, no
+    locks) must give exactly the one-thread update: every example applied once."""
+    N = 1000
+    model = Word2Vec(3 * N, 8, generator=torch.Generator().manual_seed(0))
+    model.out_vectors.data.normal_(generator=torch.Generator().manual_seed(1))
+    rows = torch.arange(N)
+    ex = Examples(2 * rows, None, 2 * rows + 1, (2 * N + rows)[:, None])
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            m = copy.deepcopy(model)
+            results.append((m.update(ex, 0.1, impl="compiled"), m))
+    finally:
+        torch.set_num_threads(threads)
+    (l1, m1), (l2, m2) = results
+    torch.testing.assert_close(l1, l2)
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        assert torch.equal(p, q)
+    assert not torch.equal(m1.in_vectors, model.in_vectors)

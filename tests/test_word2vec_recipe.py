@@ -235,3 +235,16 @@ def test_bad_query_input(trained, tmp_path, capsys):
     target = tmp_path / "sub" / "v.txt"
     _bad(["word2vec", "export", str(out), str(target)], capsys, "cannot write")
     assert not target.parent.exists()
+
+
+def test_compiled_on_request_or_a_one_line_error(tmp_path, capsys, monkeypatch):
+    data = tmp_path / "c.txt"
+    data.write_text("ok ok\n", encoding="utf-8")
+    monkeypatch.setenv("UNROLL_CPU_EXTENSION", "0")
+    out = tmp_path / "out"
+    argv = ["word2vec", "train", "--data", str(data), "--out", str(out), "min_count=1"]
+    _bad([*argv, "impl=compiled"], capsys, "impl=compiled: turned off by UNROLL_CPU_EXTENSION=0")
+    assert not out.exists()
+    # auto falls back to the PyTorch path
+    assert main([*argv, "--quiet", "plot_words=0", "epochs=1"]) == 0
+    assert (out / "vectors.bin").is_file()

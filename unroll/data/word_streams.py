@@ -202,27 +202,22 @@ def build_corpus(
     min_count: int = 5,
     max_vocab: int = 0,
     max_sentence_length: int = MAX_SENTENCE_LENGTH,
-    vocab: Vocabulary | None = None,
 ) -> WordCorpus:
-    """Read `data` (see `sentences`), build the vocabulary (or use `vocab`, e.g. a resumed
-    run's) and encode the corpus. An empty corpus, or one where no word reaches `min_count`,
-    is a `UserError` naming the data."""
+    """Read `data` (see `sentences`), build the vocabulary and encode the corpus. An empty
+    corpus, or one where no word reaches `min_count`, is a `UserError` naming the data."""
     name, read = sentences(data, max_sentence_length)
     counter, raw = count_words(read())
     label = f"--data {data if data not in (None, '') else 'pydoc'}"
     if raw == 0:
         raise UserError(f"{label}: the corpus is empty (expected whitespace-separated words)")
-    if vocab is None:
-        vocab, counts = build_vocab(counter, min_count, max_vocab)
-        if len(vocab) == 0:
-            top = max(counter.values())
-            raise UserError(
-                f"{label}: no word occurs min_count={min_count} times ({raw} words, the most "
-                f"frequent {top} times); lower min_count or give more text"
-            )
-    else:
-        counts = [counter.get(w, 0) for w in vocab.words]
-    index = vocab._index
+    vocab, counts = build_vocab(counter, min_count, max_vocab)
+    if len(vocab) == 0:
+        top = max(counter.values())
+        raise UserError(
+            f"{label}: no word occurs min_count={min_count} times ({raw} words, the most "
+            f"frequent {top} times); lower min_count or give more text"
+        )
+    index = {w: i for i, w in enumerate(vocab.words)}
     ids: list[np.ndarray] = []
     lengths: list[int] = []
     for s in read():
@@ -230,8 +225,6 @@ def build_corpus(
         if len(row):
             ids.append(row)
             lengths.append(len(row))
-    if not ids:
-        raise UserError(f"{label}: no word of the corpus is in the vocabulary")
     starts = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=starts[1:])
     return WordCorpus(

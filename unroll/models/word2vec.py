@@ -139,11 +139,10 @@ def _rows_and_labels(ex: Examples) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def scores(
-    model: Word2Vec, h: Tensor, rows: Tensor, u: Tensor | None = None, b: Tensor | None = None
+    model: Word2Vec, h: Tensor, rows: Tensor, u_rows: Tensor, b: Tensor | None = None
 ) -> Tensor:
-    """s (N, 1+K): u_j · h, plus b_j − log(K q_j) for NCE."""
-    u = model.out_vectors if u is None else u
-    s = torch.einsum("njd,nd->nj", u[rows], h)
+    """s (N, 1+K): u_j · h, plus b_j − log(K q_j) for NCE; u_rows (N, 1+K, D) = u[rows]."""
+    s = torch.einsum("njd,nd->nj", u_rows, h)
     if model.nce:
         bias = model.out_bias if b is None else b
         s = s + bias[rows] - model.log_kq[rows]
@@ -159,7 +158,7 @@ def loss(model: Word2Vec, ex: Examples, v: Tensor, u: Tensor, b: Tensor) -> Tens
     """The summed loss of the examples as a function of (v, u, b): for checking the written-out
     gradients against autograd (the update does not use it)."""
     rows, _, live = _rows_and_labels(ex)
-    return example_losses(scores(model, hidden(model, ex, v), rows, u, b), live).sum()
+    return example_losses(scores(model, hidden(model, ex, v), rows, u[rows], b), live).sum()
 
 
 @torch.no_grad()
@@ -170,7 +169,7 @@ def reference_update(model: Word2Vec, ex: Examples, lr: float) -> Tensor:
     rows, y, live = _rows_and_labels(ex)  # (N, 1+K)
     h = hidden(model, ex)  # (N, D)
     u_rows = u[rows]  # (N, 1+K, D), read before any write
-    s = scores(model, h, rows)  # (N, 1+K)
+    s = scores(model, h, rows, u_rows)  # (N, 1+K)
     g = (torch.sigmoid(s) - y) * live  # ∂L/∂s_j
     grad_h = torch.einsum("nj,njd->nd", g, u_rows)  # Σ_j g_j u_j
     grad_u = g[:, :, None] * h[:, None, :]  # g_j h      (N, 1+K, D)

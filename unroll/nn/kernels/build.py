@@ -51,7 +51,9 @@ def compile_extension(
     prefix: str, sources: Sequence[Path], flags: list[str], what: str, seconds: int
 ) -> None:
     """Build (or load from the cache) the ops of `sources`; a one-line notice on stderr before
-    a fresh build ("compiling `what` once (about `seconds` s ...)")."""
+    a fresh build ("compiling `what` once (about `seconds` s ...)"). With ``-fopenmp`` among
+    the flags the extension links OpenMP too: then ``at::parallel_for`` in it runs on torch's
+    threads (without it, ATen's header-only parallel_for runs its body on one thread)."""
     from torch.utils import cpp_extension
 
     name = extension_name(prefix, sources, flags)
@@ -72,6 +74,7 @@ def compile_extension(
             name=name,
             sources=[str(s) for s in sources],
             extra_cflags=flags,
+            extra_ldflags=["-fopenmp"] if "-fopenmp" in flags else None,
             is_python_module=False,
             verbose=False,
         )
@@ -82,10 +85,12 @@ def compile_extension(
             os.environ["PATH"] = old_path
 
 
-def try_flag_sets(build: Callable[[list[str]], None]) -> str | None:
-    """``build(flags)`` for each of `FLAG_SETS` until one works: None, or why none did."""
+def try_flag_sets(
+    build: Callable[[list[str]], None], flag_sets: Sequence[list[str]] = FLAG_SETS
+) -> str | None:
+    """``build(flags)`` for each of `flag_sets` until one works: None, or why none did."""
     errors = []
-    for flags in FLAG_SETS:
+    for flags in flag_sets:
         try:
             build(flags)
         except Exception as e:  # noqa: BLE001 - any build failure means: the fallback

@@ -11,9 +11,10 @@
 //   grad_h = Σ_j g_j u[rows_j]          — every read before the first write
 //   u[rows_j] −= lr g_j h;  b[rows_j] −= lr g_j;  v[in[c]] −= lr grad_h for each input c
 //
-// Threads (at::parallel_reduce over the examples: each takes a contiguous run of them) update
-// the shared rows without locks, as the C tool and gensim do ("Hogwild"); with one thread the
-// result is deterministic. Layout: v, u (V, D) contiguous; b, log_kq (V,); index tensors int64.
+// Threads take blocks of consecutive examples from a shared counter until none is left, and
+// update the shared rows without locks, as the C tool and gensim do ("Hogwild"). A thread that
+// the OS holds back leaves its blocks to the others (no thread waits for a fixed share). With
+// one thread the blocks go in order: the examples are applied in order, deterministically. Layout: v, u (V, D) contiguous; b, log_kq (V,); index tensors int64.
 //
 // `examples` draws a chunk's examples (subsampling, dynamic windows, noise words) exactly as
 // unroll/data/word_windows.py's chunk_examples does, from the same counter-based draws.
@@ -22,6 +23,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -54,12 +56,20 @@ inline T gradient_and_loss(T s, bool positive, double* loss) {
   return positive ? sigma - T(1) : sigma;
 }
 
+// A thread's scratch: h (when it is a mean/sum), dL/dh, g_j, the rows of an example.
+template <typename T>
+struct Work {
+  std::vector<T> h_buf, grad_h, g;
+  std::vector<int64_t> rows;
+  Work(int64_t D, int64_t K) : h_buf(D), grad_h(D), g(K + 1), rows(K + 1) {}
+};
+
 template <typename T>
 double update_range(int64_t begin, int64_t end, T* v, T* u, T* b, const T* log_kq,
                     const int64_t* in, const int64_t* off, const int64_t* targets,
-                    const int64_t* neg, int64_t D, int64_t K, T lr, bool mean) {
-  std::vector<T> h_buf(D), grad_h(D), g(K + 1);
-  std::vector<int64_t> rows(K + 1);
+                    const int64_t* neg, int64_t D, int64_t K, T lr, bool mean, Work<T>& w) {
+  std::vector<T>&h_buf = w.h_buf, &grad_h = w.grad_h, &g = w.g;
+  std::vector<int64_t>& rows = w.rows;
   double loss = 0;
   for (int64_t n = begin; n < end; ++n) {
     const int64_t a = off ? off[n] : n, e = off ? off[n + 1] : n + 1;
@@ -141,13 +151,21 @@ double update(at::Tensor v, at::Tensor u, const c10::optional<at::Tensor>& b,
     const int64_t* off = offsets ? offsets->data_ptr<int64_t>() : nullptr;
     const int64_t* tg = targets.data_ptr<int64_t>();
     const int64_t* ng = negatives.data_ptr<int64_t>();
-    total = at::parallel_reduce(
-        0, N, 256, 0.0,
-        [&](int64_t begin, int64_t end, double init) {
-          return init + update_range<scalar_t>(begin, end, vp, up, bp, lp, in, off, tg, ng, D, K,
-                                               scalar_t(lr), mean);
-        },
-        std::plus<double>());
+    // One task per thread; each pulls blocks of examples from `next` (see the top).
+    const int64_t block = 64;
+    const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(),
+                                                                 (N + block - 1) / block));
+    std::atomic<int64_t> next{0};
+    std::vector<double> losses(tasks, 0.0);
+    at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        Work<scalar_t> work(D, K);
+        for (int64_t a = next.fetch_add(block); a < N; a = next.fetch_add(block))
+          losses[t] += update_range<scalar_t>(a, std::min(N, a + block), vp, up, bp, lp, in, off,
+                                              tg, ng, D, K, scalar_t(lr), mean, work);
+      }
+    });
+    for (double l : losses) total += l;
   });
   return total;
 }

@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from unroll.nn.kernels.build import compile_extension, try_flag_sets, turned_off
+from unroll.nn.kernels.build import FLAG_SETS, compile_extension, try_flag_sets, turned_off
 
 if TYPE_CHECKING:
     from unroll.data.word_windows import Examples
 
 SOURCE = Path(__file__).with_name("word2vec_cpu.cpp")
+# OpenMP first, for the threads of `update` (at::parallel_reduce); without it, one thread.
+OPENMP_FLAG_SETS = (*([*f, "-fopenmp"] for f in FLAG_SETS), *FLAG_SETS)
 
 _lock = threading.Lock()
 _state: dict = {"tried": False, "op": None, "reason": "not loaded yet"}
@@ -48,7 +50,7 @@ def kernel():
         return _state["op"]
     with _lock:
         if not _state["tried"]:
-            failed = try_flag_sets(_build)
+            failed = try_flag_sets(_build, OPENMP_FLAG_SETS)
             if failed is None:
                 _state["op"], _state["reason"] = torch.ops.unroll_word2vec_cpu, None
             else:

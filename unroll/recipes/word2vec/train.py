@@ -86,6 +86,7 @@ def train(
     config = Word2VecConfig() if config is None else config
     config.validate()
     device = resolve_device(config.device)
+    _check_impl(config.impl, device)
     files = EvalFiles.find(config.analogies, config.wordsim, config.simlex)
     if corpus is None:
         corpus = build_corpus(
@@ -115,6 +116,17 @@ def train(
         ) as run,
     ):
         return _train(run, config, corpus, device, files)
+
+
+def _check_impl(impl: str, device: torch.device) -> None:
+    if impl != "compiled":
+        return
+    if device.type != "cpu":
+        raise UserError(f"impl=compiled: the compiled kernel runs on the CPU, not {device}")
+    from unroll.nn.kernels import word2vec_cpu
+
+    if word2vec_cpu.kernel() is None:
+        raise UserError(f"impl=compiled: {word2vec_cpu.unavailable_reason()} (use impl=auto)")
 
 
 def lr_at(config: Word2VecConfig, words_done: int, words_total: int) -> float:
