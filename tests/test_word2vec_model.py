@@ -127,9 +127,11 @@ def test_a_noise_word_equal_to_the_target_is_skipped():
         assert torch.equal(p, q)
 
 
-def test_initialisation_is_the_c_tools():
+def test_initialisation_is_gensims():
     m = Word2Vec(1000, 50, generator=torch.Generator().manual_seed(0))
-    assert m.in_vectors.abs().max() <= 0.5 / 50 and m.in_vectors.std() > 0.2 / 50
+    # U(-1/D, 1/D): standard deviation 1/(D·sqrt(3))
+    assert m.in_vectors.abs().max() <= 1 / 50 and m.in_vectors.abs().max() > 0.99 / 50
+    assert m.in_vectors.std().item() == pytest.approx(1 / (50 * 3**0.5), rel=0.01)
     assert not m.out_vectors.any() and not m.out_bias.any()
     assert not any(p.requires_grad for p in m.parameters())
 

@@ -18,7 +18,8 @@ row v_c −= α ∂L/∂h. For the CBOW mean that last line is the C tool's and 
 exact gradient (which has a 1/|C|); we keep theirs so their learning rates mean the same here.
 A noise word equal to the target is skipped (no loss, no update), as in both tools.
 
-Initialisation as the C tool: v ~ U(−0.5/D, 0.5/D), u = 0, b = 0.
+Initialisation as gensim 4: v ~ U(−1/D, 1/D) (the C tool and gensim 3 draw from half that
+range), u = 0, b = 0.
 
 `reference_update` is that update for a batch of examples, every gradient taken at the same
 (current) vectors, written out as above in PyTorch: the specification, and the GPU path. The
@@ -65,7 +66,7 @@ class Word2Vec(nn.Module):
         self.objective = objective
         self.cbow_mean = cbow_mean
         # The update is written out (no autograd), so no parameter needs a gradient.
-        init = (torch.rand(vocab_size, dim, generator=generator) - 0.5) / dim
+        init = (2 * torch.rand(vocab_size, dim, generator=generator) - 1) / dim
         self.in_vectors = nn.Parameter(init, requires_grad=False)
         self.out_vectors = nn.Parameter(torch.zeros(vocab_size, dim), requires_grad=False)
         self.out_bias = nn.Parameter(torch.zeros(vocab_size), requires_grad=False)
