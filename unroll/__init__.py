@@ -7,9 +7,9 @@ Public API:
     cells      RNNCell, LSTMCell, GRUCell                      (unroll.nn.cells)
     layers     RNN, LSTM, GRU — drop-in for torch.nn's          (unroll.nn.layers)
     models     LanguageModel, RNNClassifier, SoftmaxRegression, SmallCNN, Forecaster
-    recipes    lm, classify, forecast, sincos, autoencode: train/evaluate/predict functions the
-               CLI calls, e.g. ``unroll.lm.train``; loaded on first use, so ``import unroll``
-               stays cheap
+    recipes    lm, classify, forecast, sincos, seq2seq, autoencode, word2vec: train/evaluate/
+               predict functions the CLI calls, e.g. ``unroll.lm.train``; loaded on first
+               use, so ``import unroll`` stays cheap
     engine     the training loop and runs, for writing a recipe of your own (unroll.engine)
     errors     UserError: bad user input, one line; the CLI prints it and exits with 2
 
@@ -31,7 +31,7 @@ from unroll.models.lm import LanguageModel
 from unroll.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 # Recipes import argparse-free but heavier code (data loaders, plotting): loaded on first use.
-_RECIPES = ("lm", "classify", "forecast", "sincos", "seq2seq", "autoencode")
+_RECIPES = ("lm", "classify", "forecast", "sincos", "seq2seq", "autoencode", "word2vec")
 
 
 def __getattr__(name: str) -> Any:
@@ -66,4 +66,5 @@ __all__ = [
     "lm",
     "seq2seq",
     "sincos",
+    "word2vec",
 ]

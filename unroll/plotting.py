@@ -366,3 +366,30 @@ def windows_png(
         return _save(fig, Path(path))
     finally:
         plt.close(fig)
+
+
+# -- word2vec -------------------------------------------------------------------------------------
+
+
+def embedding_png(
+    path: str | Path, words: Sequence[str], points: Sequence[Sequence[float]], title: str = ""
+) -> Path | None:
+    """Words at their 2-D points (a t-SNE or PCA of word vectors), each labelled."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    import numpy as np
+
+    xy = np.asarray(points, dtype=float)
+    fig, ax = plt.subplots(figsize=(14, 14))
+    try:
+        ax.scatter(xy[:, 0], xy[:, 1], s=6, color="tab:blue")
+        for word, (x, y) in zip(words, xy):
+            ax.annotate(word, (x, y), xytext=(2, 2), textcoords="offset points", fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if title:
+            ax.set_title(title)
+        return _save(fig, Path(path))
+    finally:
+        plt.close(fig)

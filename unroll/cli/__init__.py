@@ -30,6 +30,7 @@ ACTIONS = {
     "sincos": ("train", "presets"),
     "seq2seq": ("train", "eval", "predict", "presets"),
     "autoencode": ("train", "eval", "encode", "fewlabels", "presets"),
+    "word2vec": ("train", "eval", "similar", "analogy", "export", "plot", "presets"),
 }
 LEGACY = {
     "train": ["lm", "train"],
@@ -67,7 +68,7 @@ def canonical_argv(argv: Sequence[str]) -> list[str]:
 
 
 def build_parser() -> Parser:
-    from unroll.cli import autoencode, classify, forecast, lm, seq2seq
+    from unroll.cli import autoencode, classify, forecast, lm, seq2seq, word2vec
 
     parser = Parser(
         prog="unroll",
@@ -82,6 +83,7 @@ def build_parser() -> Parser:
     forecast.register(sub)
     seq2seq.register(sub)
     autoencode.register(sub)
+    word2vec.register(sub)
     return parser
 
 

@@ -17,41 +17,36 @@ order; a build's name (``portable``, ``plain``) starts there, to measure what a 
 this one's features, or a compiler without the flags, gets. `unavailable_reason()` says why
 the extension is not in use, `build_in_use()` which build is.
 
-Two one-line notices go to the module's logger at WARNING: "compiling once" before a first
-build, and the fallback to the Python loops when the build fails. With no logging configured,
-Python's last-resort handler prints them to stderr as they are; an application that configures
-logging routes or silences them (``logging.getLogger("unroll").setLevel(logging.ERROR)``).
+Two one-line notices go to loggers at WARNING: "compiling once" before a first build
+(`unroll.nn.kernels.build`), and the fallback to the Python loops when the build fails. With
+no logging configured, Python's last-resort handler prints them to stderr as they are; an
+application that configures logging routes or silences them
+(``logging.getLogger("unroll").setLevel(logging.ERROR)``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import sys
 import threading
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from unroll.nn.kernels.build import (  # noqa: F401 - path_with_interpreter_dir: re-exported
+    ENV,
+    FLAG_SETS,
+    OFF,
+    compile_extension,
+    extension_name,
+    path_with_interpreter_dir,
+)
+from unroll.nn.kernels.build import cpu_signature as _cpu_signature
+from unroll.nn.kernels.build import first_error as _first_error
 from unroll.nn.kernels.gemm import onednn_packed_weight, onednn_packing_pays
 
 SOURCE = Path(__file__).with_name("lstm_cpu.cpp")
-ENV = "UNROLL_CPU_EXTENSION"
-# Built on the machine that runs it, so -march=native is safe; portable (the compiler's default
-# target: SSE2 on x86-64) is the fallback for compilers that do not take it, plain the last
-# resort. The gate-math loops vectorize only with both of
-#   -fopenmp-simd        honours their `omp simd` (no OpenMP runtime involved);
-#   -fno-trapping-math   lets the clamp in exp_poly become min/max: GCC 12 otherwise keeps
-#                        the forward loop scalar (except with AVX-512's masked compares).
-# Neither changes a result; PyTorch builds with -fno-trapping-math too.
-FLAG_SETS = {
-    "native": ["-O3", "-march=native", "-fopenmp-simd", "-fno-trapping-math"],
-    "portable": ["-O3", "-fopenmp-simd", "-fno-trapping-math"],
-    "plain": ["-O3"],
-}
-OFF = ("0", "off", "false", "no")
 # UNROLL_CPU_EXTENSION's value -> the builds to try, in order: a build's name starts there
 ORDER = tuple(FLAG_SETS)
 BUILDS_FOR = {v: ORDER for v in ("", "1", "on", "true", "yes")}
@@ -62,76 +57,14 @@ _lock = threading.Lock()
 _state: dict = {"tried": False, "ops": None, "reason": "not loaded yet", "build": None}
 
 
-def _cpu_signature() -> str:
-    """What -march=native depends on (the first CPU's model and feature flags), so a cache
-    shared between machines never mixes builds."""
-    keys = ("vendor_id", "cpu family", "model", "model name", "flags", "Features", "CPU part")
-    try:
-        with open("/proc/cpuinfo") as f:
-            lines = []
-            for line in f:
-                if not line.strip():
-                    break  # the first CPU's block ends here
-                if line.split(":", 1)[0].strip() in keys:
-                    lines.append(line.strip())
-            return "\n".join(lines)
-    except OSError:
-        import platform
-
-        return platform.processor() or platform.machine()
-
-
 def _extension_name(flags: list[str]) -> str:
-    """The build's name, its key in the cache. The source's path is in it because the build
-    directory's ninja file names it: a second checkout with the same source would otherwise
-    rebuild (20 s) over the first one's build on every alternation."""
-    parts = (SOURCE.read_text(), str(SOURCE.resolve()), " ".join(flags), torch.__version__)
-    key = "\n".join((*parts, _cpu_signature()))
-    return "unroll_lstm_cpu_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+    """The build's name, its key in the cache (`unroll.nn.kernels.build.extension_name`)."""
+    return extension_name("unroll_lstm_cpu", [SOURCE], flags, _cpu_signature())
 
 
 def _build(flags: list[str]) -> None:
-    from torch.utils import cpp_extension
-
     name = _extension_name(flags)
-    try:  # a private helper: only for the one-line notice below
-        build_dir = cpp_extension._get_build_directory(name, False)
-        fresh = not Path(build_dir, f"{name}.so").exists()
-    except Exception:  # noqa: BLE001 - the notice is optional
-        build_dir, fresh = "torch's extension directory", True
-    if fresh:
-        logger.warning(
-            "unroll: compiling the CPU LSTM loops once (about 20 s; cached in %s)", build_dir
-        )
-    old_path = os.environ.get("PATH")
-    os.environ["PATH"] = path_with_interpreter_dir(old_path)
-    try:
-        cpp_extension.load(
-            name=name,
-            sources=[str(SOURCE)],
-            extra_cflags=flags,
-            is_python_module=False,
-            verbose=False,
-        )
-    finally:
-        if old_path is None:
-            os.environ.pop("PATH", None)
-        else:
-            os.environ["PATH"] = old_path
-
-
-def path_with_interpreter_dir(path: str | None) -> str:
-    """PATH with this interpreter's directory added last: there `pip install ninja` puts the
-    ninja that torch's extension builder looks up on PATH, and a virtual environment run as
-    ``.venv/bin/python`` (not activated) does not have it on PATH."""
-    parts = [p for p in (path or "").split(os.pathsep) if p]
-    here = os.path.dirname(sys.executable)
-    return os.pathsep.join(parts if here in parts else [*parts, here])
-
-
-def _first_error(message: str) -> str:
-    lines = message.strip().splitlines() or ["unknown error"]
-    return next((line.strip() for line in lines if "error:" in line), lines[-1].strip())
+    compile_extension("unroll_lstm_cpu", [SOURCE], flags, "the CPU LSTM loops", 20, name=name)
 
 
 class CompiledLoops:
