@@ -167,7 +167,7 @@ def device_info(device):
     return info
 
 
-def bench_preset(name, precision, device, steps, warmup, full, data):
+def bench_preset(name, precision, device, steps, warmup, full, data, rounds=1):
     # TF32 for both sides unless fp32 is asked for (bf16: the anchor's best plain setting).
     tf32 = device.type == "cuda" and precision != "fp32"
     torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -192,17 +192,32 @@ def bench_preset(name, precision, device, steps, warmup, full, data):
     result["unroll_setup_seconds"] = round(setup_s, 3)
 
     if not full:
-        # warm-up, then N timed steps each (the anchor in its own loop, unroll's over the
-        # same first batches)
+        # warm-up, then N timed steps each, in `rounds` alternating turns (anchor first in odd
+        # rounds, unroll first in even ones) so that a change of the machine's load during the
+        # run falls on both sides alike; words/s are totals over the rounds.
         plain_epoch(plain, plain_opt, train, cfg, device, max_steps=warmup)
         unroll_epochs(model, opt, step, cfg, X, Y, device, warmup)
-        w_a, s_a, _ = plain_epoch(plain, plain_opt, train, cfg, device, max_steps=steps)
-        w_u, s_u, _ = unroll_epochs(model, opt, step, cfg, X, Y, device, min(steps, n_epoch))
+        n = max(1, min(steps, n_epoch) // rounds)
+        w_a = s_a = w_u = s_u = 0.0
+        per_round = []
+        for r in range(rounds):
+            turns = ["a", "u"] if r % 2 == 0 else ["u", "a"]
+            got = {}
+            for side in turns:
+                if side == "a":
+                    got["a"] = plain_epoch(plain, plain_opt, train, cfg, device, max_steps=n)
+                else:
+                    got["u"] = unroll_epochs(model, opt, step, cfg, X, Y, device, n)
+            w_a, s_a = w_a + got["a"][0], s_a + got["a"][1]
+            w_u, s_u = w_u + got["u"][0], s_u + got["u"][1]
+            per_round.append(round((got["u"][0] / got["u"][1]) / (got["a"][0] / got["a"][1]), 3))
         result.update(
-            steps=steps,
+            steps=n * rounds,
+            rounds=rounds,
             anchor_wps=round(w_a / s_a),
             unroll_wps=round(w_u / s_u),
             ratio=round((w_u / s_u) / (w_a / s_a), 3),
+            ratio_per_round=per_round,
         )
         return result
 
@@ -258,6 +273,12 @@ def main(argv=None):
         "--steps", type=int, default=None, help="timed steps (default 300 on CUDA, 40 on CPU)"
     )
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 20 / 5)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="alternating turns the timed steps are split into (default 1 on CUDA, 4 on CPU)",
+    )
     p.add_argument("--full", action="store_true", help="train both to the end, add test perplexity")
     p.add_argument(
         "--all", action="store_true", help="every ptb preset (and bf16 on CUDA) in one run"
@@ -279,7 +300,10 @@ def main(argv=None):
             runs += [(n, "bf16") for n in ("ptb-small", "ptb-medium", "ptb-large")]
     else:
         runs = [(args.preset, precision)]
-    results = [bench_preset(n, prec, device, steps, warmup, args.full, data) for n, prec in runs]
+    rounds = args.rounds or (1 if device.type == "cuda" else 4)
+    results = [
+        bench_preset(n, prec, device, steps, warmup, args.full, data, rounds) for n, prec in runs
+    ]
     out = {"benchmark": "ptb_speed", **device_info(device)}
     if len(results) == 1:
         out.update(results[0])
