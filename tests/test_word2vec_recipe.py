@@ -221,6 +221,19 @@ def test_bad_train_input_writes_nothing(tmp_path, capsys, corpus, extra, match):
     assert not out.exists()
 
 
+def test_torchrun_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    """word2vec is one process (lock-free threads); torchrun's environment stops it before
+    any process group or run directory."""
+    data = tmp_path / "c.txt"
+    data.write_text("ok ok\n", encoding="utf-8")
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "out"
+    _bad(["word2vec", "train", "--data", str(data), "--out", str(out), "--quiet"], capsys,
+         "word2vec trains in one process (WORLD_SIZE=2")  # fmt: skip
+    assert not out.exists()
+
+
 def test_bad_query_input(trained, tmp_path, capsys):
     out, _ = trained
     _bad(["word2vec", "similar", str(out), "nosuchword"], capsys, "'nosuchword' is not in")

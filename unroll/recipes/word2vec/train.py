@@ -32,6 +32,7 @@ import torch
 
 from unroll.data.word_streams import WordCorpus, build_corpus
 from unroll.data.word_windows import NoiseTable, chunk_examples, keep_probabilities
+from unroll.engine import distributed
 from unroll.engine.device import num_threads, resolve_device
 from unroll.engine.loop import fit
 from unroll.engine.recipe import Result
@@ -80,7 +81,17 @@ def train(
     corpus: WordCorpus | None = None,
 ) -> Word2VecResult:
     """Train word vectors into a new run directory (or continue `resume`); the data and the
-    evaluation files are checked before the directory is made. `corpus` skips reading it."""
+    evaluation files are checked before the directory is made. `corpus` skips reading it.
+
+    One process only: the update is lock-free SGD on shared rows (the C tool's and gensim's
+    scheme, `threads=N` for the cores of one machine); DDP's all-reduce of dense gradients
+    does not apply to it, so under torchrun this stops with a one-line error."""
+    processes = distributed.World.from_env().size
+    if processes > 1:
+        raise UserError(
+            f"word2vec trains in one process (WORLD_SIZE={processes}: started by torchrun); "
+            "use threads=N for the cores of one machine"
+        )
     point = None
     if resume is not None:
         point = resume_point(RECIPE, resume, config if config is not None else {})
