@@ -336,3 +336,52 @@ def test_forecasting_on_2_processes_equals_one_with_the_combined_batch(
     config = module.RECIPE.make_config(overrides=[*common, f"batch_size={2 * per_process}"])
     module.train(config, out=tmp_path / "one", quiet=True)
     assert _max_diff(_params(tmp_path / "ddp"), _params(tmp_path / "one")) < tolerance
+
+
+# -- autoencode ------------------------------------------------------------------------------
+
+
+def test_autoencoder_on_2_processes_equals_one_with_the_combined_batch(tmp_path):
+    """The dense autoencoder on 53 digits, batch 8 per process: 3 global batches of 16, then 5
+    images (3 on rank 0 at weight 6/5, 2 on rank 1 at weight 4/5); Adam, 2 epochs, noise=none
+    (a denoiser's training noise is each rank's own). Measured: 2e-8 (the control: 3e-2)."""
+    pytest.importorskip("sklearn", reason="scikit-learn (the digits extra) not installed")
+    from unroll.recipes import autoencode
+
+    common = ["epochs=2", "max_train=53", "noise=none", "threads=1", "tensorboard=false"]
+    job = torchrun("autoencode", "train", "--out", "ddp", *common, "batch_size=8", cwd=tmp_path)
+    _written_once_by_rank_0(tmp_path / "ddp", job)
+    one = {}
+    for B in (16, 8):
+        config = autoencode.make_config(overrides=[*common, f"batch_size={B}"])
+        autoencode.train(config, out=tmp_path / f"one-{B}", quiet=True)
+        one[B] = tmp_path / f"one-{B}"
+    assert _max_diff(_params(tmp_path / "ddp"), _params(one[16])) < TOLERANCE
+    assert _max_diff(_params(tmp_path / "ddp"), _params(one[8])) > 1e3 * TOLERANCE
+    for two, single in zip(_metrics(tmp_path / "ddp"), _metrics(one[16]), strict=True):
+        assert two["valid_loss"] == pytest.approx(single["valid_loss"], rel=1e-6)
+        assert two["train_loss"] == pytest.approx(single["train_loss"], rel=1e-6)
+
+
+def test_autoencoder_files_are_rank_0s_and_encode_refuses_torchrun(tmp_path):
+    """A denoiser (masking noise; its validation noise drawn whole on each rank) on 2
+    processes: rank 0 alone writes the run directory, figures, CSV and results.json and prints
+    the summary. ``autoencode encode`` is single-process: under torchrun it stops with one
+    line per rank and writes nothing."""
+    pytest.importorskip("sklearn", reason="scikit-learn (the digits extra) not installed")
+    args = ["epochs=1", "max_train=40", "batch_size=8", "noise=masking", "noise_level=0.3"]
+    job = torchrun("autoencode", "train", "--out", "run", *args, "threads=1", cwd=tmp_path)
+    run = tmp_path / "run"
+    _written_once_by_rank_0(run, job)
+    assert job.stdout.count("run directory:") == 1  # the summary: rank 0's alone
+    results = json.loads((run / "results.json").read_text())
+    assert results["model"].startswith("dense denoising") and results["best_epoch"] == 1
+    assert (run / "test_errors.csv").is_file()
+    assert set(results["figures"]) <= {p.name for p in run.glob("*.png")}
+
+    job = torchrun("autoencode", "encode", "run", cwd=tmp_path)
+    assert job.returncode != 0
+    for rank in (0, 1):
+        line = f"unroll: error: rank {rank}: autoencode encode runs in one process, not under"
+        assert job.stderr.count(line) == 1, job.stderr[-3000:]
+    assert not (run / "codes.npz").exists()

@@ -15,6 +15,7 @@ from unroll.config import config_from_dict
 from unroll.data.timeseries import Scaler
 from unroll.engine.checkpoint import atomic_write_bytes, find_checkpoint, load_checkpoint
 from unroll.engine.device import resolve_device
+from unroll.engine.distributed import World
 from unroll.engine.recipe import Result
 from unroll.errors import UserError
 from unroll.models.autoencoders import (
@@ -122,6 +123,15 @@ class AutoencodeEvaluation(Result):
         )
 
 
+def one_process(command: str) -> None:
+    """Refuse a torchrun job (WORLD_SIZE > 1) for `command`: only ``train`` is data-parallel."""
+    if World.from_env().size > 1:
+        raise UserError(
+            f"autoencode {command} runs in one process, not under torchrun (only autoencode "
+            f"train is data-parallel); start it as: unroll autoencode {command} ..."
+        )
+
+
 def evaluate(
     path: str | Path,
     *,
@@ -132,7 +142,8 @@ def evaluate(
     quiet: bool = True,
 ) -> AutoencodeEvaluation:
     """Scores of a saved autoencoder on valid and test; the PNG/CSV files go to `out` (a
-    directory, created) when given, else nothing is written."""
+    directory, created) when given, else nothing is written. One process (not torchrun)."""
+    one_process("eval")
     model, ckpt, config = load_autoencoder(path, checkpoint, device)
     dev = next(model.parameters()).device
     ds = load_run_data(config, ckpt, dev, data, quiet)
@@ -189,7 +200,8 @@ def encode(
 ) -> Encoded:
     """Write the codes of train, valid and test to an ``.npz`` (default RUN_DIR/codes.npz):
     ``{part}_codes`` [N, D] float32, ``{part}_labels`` [N] (class; for series the part), and
-    for series ``{part}_starts`` (the first row of each window)."""
+    for series ``{part}_starts`` (the first row of each window). One process (not torchrun)."""
+    one_process("encode")
     model, ckpt, config = load_autoencoder(path, checkpoint, device)
     dev = next(model.parameters()).device
     data = load_run_data(config, ckpt, dev, None, quiet)

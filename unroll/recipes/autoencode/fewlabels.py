@@ -45,7 +45,12 @@ from unroll.models.autoencoders import (
 )
 from unroll.models.classifier import RNNClassifier, SoftmaxRegression
 from unroll.recipes.autoencode.data import ImageData
-from unroll.recipes.autoencode.evaluate import codes_of, load_autoencoder, load_run_data
+from unroll.recipes.autoencode.evaluate import (
+    codes_of,
+    load_autoencoder,
+    load_run_data,
+    one_process,
+)
 from unroll.recipes.autoencode.score import base_model
 
 
@@ -125,7 +130,9 @@ def few_labels(
     stream: TextIO | None = None,
 ) -> FewLabelsResult:
     """Run the experiment on the autoencoder saved at `path` (a run directory or checkpoint);
-    writes ``fewlabels.txt`` and ``fewlabels.json`` to `out` (default: the run directory)."""
+    writes ``fewlabels.txt`` and ``fewlabels.json`` to `out` (default: the run directory).
+    One process (not torchrun)."""
+    one_process("fewlabels")
     config = FewLabelsConfig() if config is None else config
     config.validate()
     device = resolve_device(config.device)

@@ -14,11 +14,21 @@ validation loss picks the best epoch; the best checkpoint is scored on valid and
     worst.png             the worst-rebuilt examples
     test_errors.csv       images: per-example errors on the test set
     series.png, window_errors.csv, anomalies.csv      series: reconstruction and flags
+
+Under torchrun (``torchrun --nproc-per-node N -m unroll autoencode train ...``) each rank trains
+on its part of every global batch of examples or windows (`distributed.shard_batches`, each
+part's mean loss weighted: N processes with batch B train exactly as one with batch N·B). The
+validation loss is reduced across the ranks: each sums its share of the validation set
+(`distributed.share`) and the sums are added (`distributed.all_sum`); a denoiser's fixed
+validation noise is drawn for the whole set on every rank, so each rank's share sees the noise
+one process would. Training noise (denoising) comes from each rank's own stream (ranks > 0
+reseed theirs per epoch, as dropout). Rank 0 alone scores the best checkpoint on valid and
+test and writes the figures, CSV files and results.json; the other ranks return None.
+``eval``, ``encode`` and ``fewlabels`` run in one process (they refuse torchrun).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +37,7 @@ from typing import Any, TextIO
 import torch
 from torch import nn
 
+from unroll.engine import distributed
 from unroll.engine.device import num_threads, resolve_device
 from unroll.engine.loop import fit, make_optimizer, supervised_step
 from unroll.engine.recipe import Result
@@ -75,10 +86,11 @@ def train(
     quiet: bool = False,
     argv: list[str] | None = None,
     stream: TextIO | None = None,
-) -> AutoencodeResult:
+) -> AutoencodeResult | None:
     """Train an autoencoder into a new run directory `out` (or continue the run `resume`), then
-    score its best checkpoint and write the figures. Config, device, data and model are all
-    checked before the run directory is created. `data` may be passed in to skip loading."""
+    score its best checkpoint and write the figures (None on the ranks other than 0 of a
+    torchrun job). Config, device, data and model are all checked before the run directory is
+    created. `data` may be passed in to skip loading."""
     point = None
     if resume is not None:
         point = resume_point(RECIPE, resume, config if config is not None else {})
@@ -114,7 +126,7 @@ def train(
 
 def _train(
     run: Run, config: AutoencodeConfig, data: ImageData | SeriesData, device: torch.device
-) -> AutoencodeResult:
+) -> AutoencodeResult | None:
     seed_everything(config.seed)
     model = build_model(config, data.kind, data.shape).to(device)
     optimizer = make_optimizer("adam", model.parameters(), config.lr)
@@ -131,22 +143,37 @@ def _train(
         # The order is a function of the epoch alone (its own generator), so a resumed run
         # sees the batches an uninterrupted one would.
         order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed + epoch))
-        order = order.to(device)
-        for i in range(0, n, B):
-            yield data.batch("train", order[i : i + B])
+        # Under torchrun: rank 0's order, this rank's part of each global batch of N·B.
+        yield from distributed.shard_batches(
+            order.to(device), B, lambda idx: data.batch("train", idx)
+        )
 
     def loss_fn(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return loss_of(data.kind, model(x), x)  # a denoiser corrupts x inside, in training
 
     def evaluate() -> dict[str, float]:
         # A denoiser is validated as the Keras example does, noisy inputs vs clean targets;
-        # one fixed noise draw, so epochs compare on the same inputs.
+        # one fixed noise draw, so epochs compare on the same inputs. Under torchrun each rank
+        # sums its share of the examples (the noise still drawn batch by batch for all of
+        # them, as one process does), and the sums are added.
         gen = torch.Generator().manual_seed(NOISE_SEED)
+        denoiser = isinstance(model, DenoisingAutoencoder)
         total, count = 0.0, data.count("valid")
+        mine = distributed.share(count)
         for i in range(0, count, config.eval_batch_size):
-            x = data.batch("valid", slice(i, i + config.eval_batch_size))
-            x_in = model.corrupt(x, gen) if isinstance(model, DenoisingAutoencoder) else x
-            total += loss_of(data.kind, model(x_in), x).item() * len(x)
+            end = min(i + config.eval_batch_size, count)
+            lo, hi = max(i, mine.start), min(end, mine.stop)  # this rank's rows of the batch
+            if denoiser:  # the noise of every row of the batch, as one process draws it
+                whole = data.batch("valid", slice(i, end))
+                noisy = model.corrupt(whole, gen)
+            if lo >= hi:
+                continue
+            if denoiser:
+                x, x_in = whole[lo - i : hi - i], noisy[lo - i : hi - i]
+            else:
+                x = x_in = data.batch("valid", slice(lo, hi))
+            total += loss_of(data.kind, model(x_in), x).item() * (hi - lo)
+        (total,) = distributed.all_sum(total)
         return {"valid_loss": total / max(count, 1)}
 
     start = time.perf_counter()
@@ -156,7 +183,7 @@ def _train(
         optimizer,
         step=supervised_step(model, optimizer, loss_fn, config.clip),
         batches=batches,
-        num_batches=math.ceil(n / B),
+        num_batches=distributed.batch_count(n, B),
         epochs=config.epochs,
         evaluate=evaluate,
         select="valid_loss",
@@ -170,6 +197,8 @@ def _train(
         desc=f"autoencode-{config.model}",
     )
     seconds = time.perf_counter() - start
+    if not run.main:
+        return None  # scoring and the files are rank 0's: it alone has the checkpoints
     ckpt = run.load_best(model)
     model.eval()
     scores = score(model, config, data, run.path)
