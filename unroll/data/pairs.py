@@ -335,14 +335,22 @@ def shuffled_batches(
 ) -> Iterator[tuple[torch.Tensor, ...]]:
     """Batches in random order, of examples of similar source length (less padding): shuffle,
     sort each run of `bucket` batches by length, cut it into batches, shuffle the batches."""
+    for index in batch_indices(data, batch_size, generator, bucket):
+        yield data.batch(index.to(data.src.device))
+
+
+def batch_indices(
+    data: Encoded, batch_size: int, generator: torch.Generator, bucket: int = 50
+) -> list[torch.Tensor]:
+    """The row indices (CPU) of `shuffled_batches`' batches, in its order: what a data-parallel
+    run cuts into one part per process (`unroll.engine.distributed.part_of`)."""
     order = torch.randperm(len(data), generator=generator)
     batches = []
     for start in range(0, len(order), batch_size * bucket):
         chunk = order[start : start + batch_size * bucket]
-        chunk = chunk[torch.argsort(data.src_len[chunk], stable=True)]
+        chunk = chunk[torch.argsort(data.src_len[chunk].cpu(), stable=True)]
         batches.extend(chunk.split(batch_size))
-    for i in torch.randperm(len(batches), generator=generator).tolist():
-        yield data.batch(batches[i].to(data.src.device))
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def num_batches(n: int, batch_size: int, bucket: int = 50) -> int:

@@ -50,10 +50,17 @@ def same_position(output: Tokens, reference: Tokens) -> int:
 
 def sequence_scores(outputs: Sequence[Tokens], references: Sequence[Sequence[Tokens]]) -> dict:
     """exact_match, sequence_error, token_error, token_accuracy (see the module docstring)."""
+    return scores_from_counts(sequence_counts(outputs, references))
+
+
+def sequence_counts(
+    outputs: Sequence[Tokens], references: Sequence[Sequence[Tokens]]
+) -> dict[str, int]:
+    """The sums the scores are ratios of: examples, exact, errors (edit distances), ref_tokens,
+    same (tokens at the same position), longer (the longer lengths). Sums over parts of a set
+    (e.g. one per process) add up to the whole set's; `scores_from_counts` divides them."""
     if len(outputs) != len(references):
         raise ValueError(f"{len(outputs)} outputs but {len(references)} reference lists")
-    if not outputs:
-        raise ValueError("no outputs to score")
     exact = errors = ref_tokens = same = longer = 0
     for out, refs in zip(outputs, references):
         out = list(out)
@@ -68,12 +75,26 @@ def sequence_scores(outputs: Sequence[Tokens], references: Sequence[Sequence[Tok
         ref_tokens += len(ref)
         same += same_position(out, ref)
         longer += max(len(out), len(ref))
-    n = len(outputs)
     return {
-        "exact_match": exact / n,
-        "sequence_error": 1 - exact / n,
-        "token_error": errors / max(ref_tokens, 1),
-        "token_accuracy": same / max(longer, 1),
+        "examples": len(outputs),
+        "exact": exact,
+        "errors": errors,
+        "ref_tokens": ref_tokens,
+        "same": same,
+        "longer": longer,
+    }
+
+
+def scores_from_counts(counts: dict[str, int | float]) -> dict:
+    """`sequence_scores`' ratios from `sequence_counts` (possibly summed over parts)."""
+    n = counts["examples"]
+    if not n:
+        raise ValueError("no outputs to score")
+    return {
+        "exact_match": counts["exact"] / n,
+        "sequence_error": 1 - counts["exact"] / n,
+        "token_error": counts["errors"] / max(counts["ref_tokens"], 1),
+        "token_accuracy": counts["same"] / max(counts["longer"], 1),
     }
 
 

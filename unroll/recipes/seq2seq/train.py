@@ -10,6 +10,20 @@ run directory holds::
     test_outputs.tsv          source, output, correct (1/0) per test example (greedy)
     accuracy_by_length.png    test exact match by source length (matplotlib)
     attention.png             the attention weights of the first test example (with attention)
+
+Under torchrun (`unroll.engine.distributed`) N processes with batch B train exactly as one
+process with batch N·B: the epoch's batches are drawn as one process's of N·B pairs (the same
+shuffle and length buckets, from (seed, epoch) on every rank), and rank r trains on part r of
+each (`distributed.part_of`). The loss is a mean per target token, so a part's weight is
+N·(its target tokens)/(the global batch's): DDP's mean over the ranks is then the global
+batch's loss (a rank left without a pair runs a stand-in at weight 0; every rank runs the same
+number of steps). Randomness differs per rank, as dropout's does: the teacher-forcing coins
+(``teacher_forcing`` < 1) of rank 0 are the single process's, ranks > 0 draw theirs from
+(seed, rank, epoch). Validation is reduced across the ranks: each rank scores its share of the
+validation pairs (loss and token counts, greedy decoding and the sums of exact matches and edit
+distances, `unroll.metrics.sequence.sequence_counts`) and the sums are added over the ranks
+(`distributed.all_sum`), so every rank gets the whole split's metrics. Rank 0 alone decodes the
+test split and writes the files above; `train` returns None on the other ranks.
 """
 
 from __future__ import annotations
@@ -21,10 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
 import torch
 
 from unroll.data import pairs as P
 from unroll.data.text import Vocabulary
+from unroll.engine import distributed
 from unroll.engine.checkpoint import atomic_write_text
 from unroll.engine.device import num_threads, resolve_device
 from unroll.engine.loop import decayed_lr, fit, make_optimizer, supervised_step
@@ -32,6 +48,7 @@ from unroll.engine.recipe import Result
 from unroll.engine.run import Run, resume_point
 from unroll.engine.seed import seed_everything
 from unroll.errors import UserError
+from unroll.metrics.sequence import scores_from_counts, sequence_counts
 from unroll.models.seq2seq import Seq2Seq, sequence_loss
 from unroll.recipes.seq2seq.config import RECIPE, Seq2SeqConfig
 from unroll.recipes.seq2seq.evaluate import (
@@ -81,10 +98,11 @@ def train(
     quiet: bool = False,
     argv: list[str] | None = None,
     stream: TextIO | None = None,
-) -> Seq2SeqResult:
+) -> Seq2SeqResult | None:
     """Train into a new run directory `out` (or continue the run `resume`), then score the
-    best checkpoint on the test split. Config, device and data are checked before the run
-    directory is created. `data` may be passed in (tests) instead of loading `config.data`."""
+    best checkpoint on the test split (None on the ranks other than 0 of a torchrun job).
+    Config, device and data are checked before the run directory is created. `data` may be
+    passed in (tests) instead of loading `config.data`."""
     point = None
     if resume is not None:
         point = resume_point(RECIPE, resume, config if config is not None else {})
@@ -128,7 +146,7 @@ def _train(
     src_vocab: Vocabulary,
     tgt_vocab: Vocabulary,
     device: torch.device,
-) -> Seq2SeqResult:
+) -> Seq2SeqResult | None:
     seed_everything(config.seed)
     model = build_model(config, len(src_vocab), len(tgt_vocab)).to(device)
     optimizer = make_optimizer("adam", model.parameters(), config.lr)
@@ -158,14 +176,21 @@ def _train(
         f"{len(data.test)} test pairs; vocabularies {len(src_vocab)} -> {len(tgt_vocab)}; "
         f"{config.cell} {config.hidden_size}, attention {config.attention}"
     )
-    # The teacher-forcing coins and the batch order are functions of the epoch alone, so a
-    # resumed run sees what an uninterrupted one would.
+    # The teacher-forcing coins and the batch order are functions of the epoch (and rank)
+    # alone, so a resumed run sees what an uninterrupted one would.
     coins = torch.Generator()
+    world = distributed.world()
+    glob_batch = distributed.global_batch(config.batch_size)  # N·B pairs
+    tgt_len = train_set.tgt_len.cpu()  # the tokens each pair's loss counts
 
     def batches(epoch: int):
-        coins.manual_seed(config.seed * 100_003 + epoch)
+        coins.manual_seed(_coin_seed(config.seed, epoch, world.rank))
         order = torch.Generator().manual_seed(config.seed + epoch)
-        return P.shuffled_batches(train_set, config.batch_size, order)
+        for glob in P.batch_indices(train_set, glob_batch, order):
+            part, weight = distributed.part_of(glob, world.rank, world.size)
+            if weight:  # a mean per target token: weighted by the part's share of the tokens
+                weight = world.size * int(tgt_len[part].sum()) / int(tgt_len[glob].sum())
+            yield distributed.Part(train_set.batch(part.to(device)), weight)
 
     def loss_fn(model: Seq2Seq, batch) -> torch.Tensor:
         src, src_len, tgt_in, tgt_out = batch
@@ -173,23 +198,33 @@ def _train(
         return sequence_loss(logits, tgt_out, P.PAD_ID)
 
     def evaluate() -> dict[str, float]:
+        # This rank's share of the validation pairs (all of them in one process), then the
+        # sums over the ranks.
+        mine = distributed.share(len(valid_set))
         loss = torch.zeros((), device=device)
         tokens = 0
-        for i in range(0, len(valid_set), config.eval_batch_size):
+        for i in range(mine.start, mine.stop, config.eval_batch_size):
             src, src_len, tgt_in, tgt_out = valid_set.batch(
-                torch.arange(i, min(i + config.eval_batch_size, len(valid_set)), device=device)
+                torch.arange(i, min(i + config.eval_batch_size, mine.stop), device=device)
             )
             n = int((tgt_out != P.PAD_ID).sum())
             loss += sequence_loss(model(src, src_len, tgt_in)[0], tgt_out, P.PAD_ID) * n
             tokens += n
-        s, _ = score(translator, data.valid, "valid", 1, config.eval_batch_size)
+        sources = data.valid.sources[mine]
+        hyps = translator.decode(sources, batch_size=config.eval_batch_size) if sources else []
+        counts = sequence_counts(
+            [translator.tokens(h[0].tokens) for h in hyps], data.valid.references[mine]
+        )
+        keys = sorted(counts)
+        loss_sum, tokens, *sums = distributed.all_sum(loss, tokens, *(counts[k] for k in keys))
+        s = scores_from_counts(dict(zip(keys, sums)))
         return {
-            "valid_loss": loss.item() / tokens,
-            "valid_exact": s.exact_match,
-            "valid_token_error": s.token_error,
+            "valid_loss": loss_sum / tokens,
+            "valid_exact": s["exact_match"],
+            "valid_token_error": s["token_error"],
         }
 
-    steps = P.num_batches(len(train_set), config.batch_size)
+    steps = P.num_batches(len(train_set), glob_batch)
     start = time.perf_counter()
     fitted = fit(
         run,
@@ -205,13 +240,25 @@ def _train(
         lr_at=lambda e: decayed_lr(config.lr, config.lr_decay, config.lr_decay_after, e),
         max_loss=math.log(sys.float_info.max),
         checkpoint_extra=lambda: extra,
-        items_per_batch=max(1, round(len(train_set) / steps)),  # (buckets end in short batches)
+        # per rank (buckets end in short batches)
+        items_per_batch=max(1, round(len(train_set) / (steps * world.size))),
         items="pairs",
         quiet=run.quiet,
         desc=task_name(data),
     )
     seconds = time.perf_counter() - start
+    if not run.main:
+        return None  # the test decoding is rank 0's: it alone has the checkpoints
     return _finish(run, config, data, translator, fitted.history, seconds)
+
+
+def _coin_seed(seed: int, epoch: int, rank: int) -> int:
+    """The teacher-forcing coins' seed: the single process's on rank 0, (seed, rank, epoch)'s
+    own on the others."""
+    if rank == 0:
+        return seed * 100_003 + epoch
+    state = np.random.SeedSequence([seed % 2**63, rank, epoch, 1]).generate_state(2, np.uint32)
+    return int(state[0]) << 32 | int(state[1])
 
 
 def _finish(
