@@ -287,3 +287,25 @@ def test_resume_rewrites_config_and_drops_redone_epochs_from_tensorboard(uninter
     events.Reload()
     steps = [e.step for e in events.Scalars("valid_ppl")]
     assert steps == [1, 2, 3, 4]  # epoch 2 once: the killed run's line was purged
+
+
+def test_a_resumed_runs_event_file_sorts_after_the_killed_runs(tmp_path):
+    """TensorBoard reads event files in name order and applies a purge only to files read
+    before; a file made in the same second by a process whose pid sorts higher as text would
+    come later. The resumed run's file must come last (CI saw [2, 3, 4, 1, 2])."""
+    pytest.importorskip("tensorboard")
+    import socket
+    import time
+
+    from unroll.engine.metrics_log import MetricsLogger
+
+    tb = tmp_path / "tb"
+    tb.mkdir()
+    host = socket.gethostname()  # as SummaryWriter names it; a pid that sorts after any
+    killed = tb / f"events.out.tfevents.{int(time.time())}.{host}.99999999.0"
+    killed.write_bytes(b"")
+    log = MetricsLogger(tmp_path, tensorboard=True, truncate_after=1)
+    log.log(epoch=2, valid_ppl=3.0)
+    log.close()
+    names = sorted(f.name for f in tb.glob("events.out.tfevents.*"))
+    assert len(names) == 2 and names[0] == killed.name

@@ -54,7 +54,9 @@ class MetricsLogger:
             if SummaryWriter is not None:
                 # purge_step: events at or after it (from the epochs being redone) are dropped.
                 purge = None if truncate_after is None else truncate_after + 1
-                self._tb = SummaryWriter(log_dir=str(Path(run_path) / "tb"), purge_step=purge)
+                tb_dir = Path(run_path) / "tb"
+                _after_existing_event_files(tb_dir)
+                self._tb = SummaryWriter(log_dir=str(tb_dir), purge_step=purge)
 
     def log(self, step: int | None = None, **values: Any) -> dict[str, Any]:
         record = {k: _plain(v) for k, v in values.items()}
@@ -87,3 +89,24 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     if not p.exists():
         return []
     return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _after_existing_event_files(tb_dir: Path) -> None:
+    """Wait, if need be, until a new event file's name sorts after those already in `tb_dir`.
+
+    TensorBoard reads a directory's event files in name order, and the purge of a resumed
+    run applies only to files read before its own. The name starts with the whole second it
+    was made in (``events.out.tfevents.<seconds>.<host>.<pid>...``); within one second the pid,
+    compared as text, decides — so a resume within a second of the killed run could sort
+    first and keep the redone epochs twice. At most a second's wait, only in that case."""
+    import time
+
+    newest = 0
+    for f in tb_dir.glob("events.out.tfevents.*"):
+        part = f.name.split(".")[3] if f.name.count(".") >= 3 else ""
+        if part.isdigit():
+            newest = max(newest, int(part))
+    if newest - time.time() > 2:
+        return  # a file from the future (the clock was set back): waiting would not help
+    while int(time.time()) <= newest:
+        time.sleep(0.05)
