@@ -87,6 +87,8 @@ def test_eval_rescores_and_encode_writes_the_codes(dense_run, tmp_path):
     again = evaluate(out, out=tmp_path / "eval")
     assert again.scores["test"]["bce"] == pytest.approx(result.scores["test"]["bce"], rel=1e-6)
     assert (tmp_path / "eval" / "test_errors.csv").is_file()
+    saved = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert saved["scores"]["test"]["bce"] == pytest.approx(again.scores["test"]["bce"], rel=1e-12)
     written = encode(out, output=tmp_path / "codes.npz")
     arrays = np.load(written.path)
     model, ckpt, config = load_autoencoder(out)

@@ -17,6 +17,7 @@ from unroll.engine.checkpoint import atomic_write_bytes, find_checkpoint, load_c
 from unroll.engine.device import resolve_device
 from unroll.engine.distributed import World
 from unroll.engine.recipe import Result
+from unroll.engine.rundir import dumps
 from unroll.errors import UserError
 from unroll.models.autoencoders import (
     ConvAutoencoder,
@@ -141,8 +142,9 @@ def evaluate(
     device: str = "cpu",
     quiet: bool = True,
 ) -> AutoencodeEvaluation:
-    """Scores of a saved autoencoder on valid and test; the PNG/CSV files go to `out` (a
-    directory, created) when given, else nothing is written. One process (not torchrun)."""
+    """Scores of a saved autoencoder on valid and test; the PNG/CSV files and the scores as
+    ``eval.json`` go to `out` (a directory, created) when given, else nothing is written. One
+    process (not torchrun)."""
     one_process("eval")
     model, ckpt, config = load_autoencoder(path, checkpoint, device)
     dev = next(model.parameters()).device
@@ -154,7 +156,7 @@ def evaluate(
             raise UserError(f"--out {target}: exists and is not a directory")
         target.mkdir(parents=True, exist_ok=True)
     scores = score(model, config, ds, target)
-    return AutoencodeEvaluation(
+    result = AutoencodeEvaluation(
         model=model_name(config),
         checkpoint=checkpoint,
         epoch=ckpt.get("epoch"),
@@ -162,6 +164,9 @@ def evaluate(
         scores=scores,
         out=str(target) if target is not None else None,
     )
+    if target is not None:  # beside the figures; not results.json, which is training's
+        atomic_write_bytes(target / "eval.json", dumps(result.to_dict()).encode())
+    return result
 
 
 def model_name(config: AutoencodeConfig) -> str:
