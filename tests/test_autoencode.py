@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -283,3 +284,24 @@ def test_fashion_one_percent_of_the_labels_codes_beat_raw_rows(tmp_path):
     fl = FewLabelsConfig(fractions="0.01", threads=1)
     rows = {r["inputs"]: r["test_accuracy"][0] for r in few_labels(tmp_path / "seq", fl).rows}
     assert rows["started from the encoder"] > rows["raw rows, from scratch"] + 0.01, rows
+
+
+def test_a_damaged_checkpoint_is_one_line_exit_2(dense_run, capsys, tmp_path):
+    """Checkpoints are checked by the engine's `load_weights` (names, shapes, finite values)
+    when read, and by `check_resumable` before a resume touches the run directory."""
+    out, _ = dense_run
+    ckpt = load_checkpoint(out / "checkpoints" / "best.pt")
+    name = next(iter(ckpt["model"]))
+    ckpt["model"][name] = ckpt["model"][name].clone().fill_(float("inf"))
+    torch.save(ckpt, tmp_path / "inf.pt")
+    assert main(["autoencode", "eval", str(tmp_path / "inf.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"weights: {name} holds inf or nan values" in err and "\n" not in err
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    last["model"][name] = last["model"][name][:1]
+    torch.save(last, run / "checkpoints" / "last.pt")
+    assert main(["autoencode", "train", "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"weights do not fit its config ({name} is" in err and "\n" not in err

@@ -7,12 +7,15 @@ from __future__ import annotations
 import io
 import json
 import random
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 from unroll.cli import main
 from unroll.data import pairs as P
+from unroll.engine import load_checkpoint
 from unroll.errors import UserError
 from unroll.recipes import seq2seq
 
@@ -228,3 +231,22 @@ def test_presets_and_python_api(capsys):
     assert g2p.bidirectional and g2p.beam == 5 and g2p.attention != "none"
     with pytest.raises(UserError, match="unknown preset"):
         seq2seq.make_config("nope")
+
+
+def test_a_damaged_checkpoint_is_one_line_exit_2(copy_run, capsys, tmp_path):
+    """Checkpoints are checked by the engine's `load_weights` (names, shapes, finite values)
+    when read, and by `check_resumable` before a resume touches the run directory."""
+    result, _ = copy_run
+    ckpt = torch.load(Path(result.run_dir) / "checkpoints" / "best.pt", weights_only=False)
+    name = next(iter(ckpt["model"]))
+    ckpt["model"][name] = ckpt["model"][name].clone().fill_(float("nan"))
+    torch.save(ckpt, tmp_path / "nan.pt")
+    err = _one_line_exit_2(capsys, ["seq2seq", "eval", str(tmp_path / "nan.pt")])
+    assert f"weights: {name} holds inf or nan values" in err
+    run = tmp_path / "run"
+    shutil.copytree(result.run_dir, run)
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    del last["model"][name]
+    torch.save(last, run / "checkpoints" / "last.pt")
+    err = _one_line_exit_2(capsys, ["seq2seq", "train", "--resume", str(run), "--quiet"])
+    assert f"weights do not fit its config (no {name})" in err

@@ -11,11 +11,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from unroll.config import config_from_dict
 from unroll.data.timeseries import Scaler
 from unroll.engine.checkpoint import atomic_write_bytes, find_checkpoint, load_checkpoint
 from unroll.engine.device import resolve_device
 from unroll.engine.distributed import World
+from unroll.engine.model_check import load_weights, saved_config
 from unroll.engine.recipe import Result
 from unroll.engine.rundir import dumps
 from unroll.errors import UserError
@@ -65,14 +65,14 @@ def load_autoencoder(
 ) -> tuple[nn.Module, dict[str, Any], AutoencodeConfig]:
     """A trained autoencoder (eval mode), its checkpoint entries and config."""
     dev = resolve_device(device)
-    ckpt = load_checkpoint(find_checkpoint(path, checkpoint), kind=KIND, map_location="cpu")
-    config = config_from_dict(AutoencodeConfig, ckpt["config"], source=str(path))
+    found = find_checkpoint(path, checkpoint)
+    ckpt = load_checkpoint(found, kind=KIND, map_location="cpu")
+    config = saved_config(AutoencodeConfig, ckpt, str(found))
     try:
-        model = build_model(config, ckpt["data_kind"], tuple(int(v) for v in ckpt["shape"]))
-        model.load_state_dict(ckpt["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path}: checkpoint does not fit its config ({first[:200]})") from None
+        kind, (a, b) = ckpt["data_kind"], (int(v) for v in ckpt["shape"])
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{found}: the checkpoint has no data_kind and shape (H, W)") from None
+    model = load_weights(lambda: build_model(config, kind, (a, b)), ckpt.get("model"), str(found))
     return model.to(dev).eval(), ckpt, config
 
 

@@ -40,6 +40,7 @@ from torch import nn
 from unroll.engine import distributed
 from unroll.engine.device import num_threads, resolve_device
 from unroll.engine.loop import fit, make_optimizer, supervised_step
+from unroll.engine.model_check import check_memory, check_resumable
 from unroll.engine.recipe import Result
 from unroll.engine.run import Run, resume_point
 from unroll.engine.seed import seed_everything
@@ -106,7 +107,13 @@ def train(
             f"--resume {resume}: data {config.data} gives examples of shape {data.shape}, "
             f"the run was trained on {tuple(ckpt['shape'])}"
         )
-    build_model(config, data.kind, data.shape)  # a model that cannot be built fails here
+
+    def build() -> nn.Module:
+        return build_model(config, data.kind, data.shape)
+
+    check_memory(build, "hidden_sizes/code_size/channels/hidden_size/num_layers")
+    if ckpt is not None:
+        check_resumable(build, ckpt, str(point.run_dir.checkpoint("last")))
     with (
         num_threads(config.threads),
         Run.start(

@@ -19,6 +19,7 @@ from unroll.data import pairs as P
 from unroll.data.text import Vocabulary
 from unroll.engine.checkpoint import find_checkpoint, load_checkpoint
 from unroll.engine.device import resolve_device
+from unroll.engine.model_check import load_weights
 from unroll.engine.recipe import Result
 from unroll.errors import UserError
 from unroll.metrics.sequence import accuracy_by_length, bleu, sequence_scores
@@ -139,16 +140,22 @@ def translator_from(model: Seq2Seq, ckpt: dict[str, Any], config: Seq2SeqConfig)
 def load_translator(path: str | Path, checkpoint: str = "best", device: str = "cpu") -> Translator:
     """A trained model (eval mode) from a run directory or checkpoint file."""
     dev = resolve_device(device)
-    ckpt = load_checkpoint(find_checkpoint(path, checkpoint), kind=KIND, map_location="cpu")
-    config = config_from_dict(Seq2SeqConfig, ckpt["config"], source=str(path))
+    found = find_checkpoint(path, checkpoint)
+    ckpt = load_checkpoint(found, kind=KIND, map_location="cpu")
+    # Not `saved_config`: its validation asks for `data` on disk, and predicting needs only the
+    # checkpoint (the vocabularies are in it).
+    if not isinstance(ckpt.get("config"), dict):
+        raise UserError(f"{found}: the checkpoint has no config")
+    config = config_from_dict(Seq2SeqConfig, ckpt["config"], source=str(found))
     try:
-        model = build_model(config, len(ckpt["src_vocab"]), len(ckpt["tgt_vocab"]))
-        model.load_state_dict(ckpt["model"])
-        translator = translator_from(model.to(dev).eval(), ckpt, config)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path}: checkpoint does not fit its config ({first[:200]})") from None
-    return translator
+        sizes = len(ckpt["src_vocab"]), len(ckpt["tgt_vocab"])
+    except (KeyError, TypeError):
+        raise UserError(f"{found}: the checkpoint has no src_vocab and tgt_vocab") from None
+    model = load_weights(lambda: build_model(config, *sizes), ckpt.get("model"), str(found))
+    try:
+        return translator_from(model.to(dev).eval(), ckpt, config)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{found}: checkpoint does not fit its config ({e})") from None
 
 
 @dataclass

@@ -37,6 +37,7 @@ from typing import Any, TextIO
 
 import numpy as np
 import torch
+from torch import nn
 
 from unroll.data import pairs as P
 from unroll.data.text import Vocabulary
@@ -44,6 +45,7 @@ from unroll.engine import distributed
 from unroll.engine.checkpoint import atomic_write_text
 from unroll.engine.device import num_threads, resolve_device
 from unroll.engine.loop import decayed_lr, fit, make_optimizer, supervised_step
+from unroll.engine.model_check import check_memory, check_resumable
 from unroll.engine.recipe import Result
 from unroll.engine.run import Run, resume_point
 from unroll.engine.seed import seed_everything
@@ -118,10 +120,16 @@ def train(
         saved = (point.checkpoint["src_vocab"], point.checkpoint["tgt_vocab"])
         if saved != (src_vocab.to_list(), tgt_vocab.to_list()):
             raise UserError(f"--resume {resume}: the data's vocabularies differ from the run's")
+
+    def build() -> nn.Module:
+        return build_model(config, len(src_vocab), len(tgt_vocab))
+
     try:
-        build_model(config, len(src_vocab), len(tgt_vocab))
-    except ValueError as e:
+        check_memory(build, "hidden_size/embedding_size/num_layers")  # on the meta device
+    except ValueError as e:  # a model that cannot be built
         raise UserError(f"model: {e}") from None
+    if point is not None and point.checkpoint is not None:
+        check_resumable(build, point.checkpoint, str(point.run_dir.checkpoint("last")))
     with (
         num_threads(config.threads),
         Run.start(
