@@ -56,10 +56,12 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def copy_run(tmp_path_factory):
-    """A copy task (strings of 2-7 letters -> the same string), trained once: about 10 s."""
+    """A copy task (strings of 2-7 letters -> the same string), trained once: about 10 s.
+    10 epochs: at 6 the exact match was 0.985 / 0.99 / 0.97 for seeds 0-2 on an Intel AVX-512
+    machine (0.99+ on AMD), at 10 it is 0.995-1.0 on both: the bar holds with a margin."""
     root = tmp_path_factory.mktemp("copy")
     data = _write_copy(root / "data")
-    config = seq2seq.make_config(overrides={**TINY, "data": str(data), "beam": 3})
+    config = seq2seq.make_config(overrides={**TINY, "epochs": 10, "data": str(data), "beam": 3})
     result = seq2seq.train(config, out=root / "run", quiet=True)
     return result, data
 
