@@ -27,10 +27,12 @@ there, in ``$UNROLL_DATA/word2vec``, or takes a path.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -136,10 +138,17 @@ class SectionScore:
     correct: int
     answered: int  # questions whose four words are in the top N
     skipped: int  # the others
+    # The answered questions (a, b, c, d) as compared (upper-cased when case-insensitive):
+    right: list[tuple[str, ...]] = field(default_factory=list, repr=False)
+    wrong: list[tuple[str, ...]] = field(default_factory=list, repr=False)
 
     @property
     def accuracy(self) -> float:
         return self.correct / self.answered if self.answered else 0.0
+
+    def as_gensim(self) -> dict[str, Any]:
+        """gensim's section: ``{"section": name, "correct": [...], "incorrect": [...]}``."""
+        return {"section": self.name, "correct": list(self.right), "incorrect": list(self.wrong)}
 
 
 @dataclass
@@ -173,6 +182,19 @@ class AnalogyScores:
     @property
     def syntactic(self) -> SectionScore:
         return self._sum(self.sections[SEMANTIC_SECTIONS:])
+
+    def __iter__(self) -> Iterator[Any]:
+        """``score, sections = kv.evaluate_word_analogies(...)`` as with gensim: the total
+        accuracy and gensim's list of sections, the last one ``"Total accuracy"``."""
+        total = SectionScore(
+            "Total accuracy",
+            self.total.correct,
+            self.total.answered,
+            self.total.skipped,
+            [q for s in self.sections for q in s.right],
+            [q for s in self.sections for q in s.wrong],
+        )
+        return iter((self.accuracy, [s.as_gensim() for s in [*self.sections, total]]))
 
     def format(self) -> str:
         rows = [(s.name, s) for s in self.sections]
@@ -208,8 +230,9 @@ def analogy_accuracy(
     scores = []
     for name, questions in sections:
         rows = [tuple(index.get(key(w), -1) for w in q) for q in questions]
+        kept = [tuple(key(w) for w in q) for q, r in zip(questions, rows) if -1 not in r]
         asked = torch.tensor([r for r in rows if -1 not in r], dtype=torch.int64).view(-1, 4)
-        correct = 0
+        hits: list[Tensor] = []
         for q in asked.split(block):
             a, b, c, d = q.unbind(1)
             target = unit[b] - unit[a] + unit[c]  # (Q, D); the cosine ignores the 1/3 and the norm
@@ -221,8 +244,12 @@ def analogy_accuracy(
             # The first of the 5 that is not a, b or c; gensim keeps the 5th when there is none.
             first = torch.where(other.any(1), other.int().argmax(1), top.shape[1] - 1)
             predicted = spelled.gather(1, first[:, None])[:, 0]
-            correct += int((predicted == d).sum())
-        scores.append(SectionScore(name, correct, len(asked), len(questions) - len(asked)))
+            hits.append(predicted == d)
+        hit = torch.cat(hits).tolist() if hits else []
+        right = [q for q, h in zip(kept, hit) if h]
+        wrong = [q for q, h in zip(kept, hit) if not h]
+        skipped = len(questions) - len(asked)
+        scores.append(SectionScore(name, len(right), len(asked), skipped, right, wrong))
     n = len(canonical)
     return AnalogyScores(scores, n if restrict_vocab else len(words), str(path))
 
@@ -238,6 +265,24 @@ class PairScores:
     file: str = ""
     restrict_vocab: int = 0
     oov_words: list[str] = field(default_factory=list)
+
+    @property
+    def oov_ratio(self) -> float:
+        """Percent of the pairs skipped (gensim's ``oov_ratio``)."""
+        total = self.pairs + self.skipped
+        return 100.0 * self.skipped / total if total else 0.0
+
+    def __iter__(self) -> Iterator[Any]:
+        """``pearson, spearman, oov_ratio = kv.evaluate_word_pairs(...)`` as with gensim:
+        ``(r, p-value)`` twice (two-sided, Student's t with n - 2 degrees of freedom, as
+        scipy's pearsonr and spearmanr give them), then the percent of pairs skipped."""
+        return iter(
+            (
+                (self.pearson, correlation_p_value(self.pearson, self.pairs)),
+                (self.spearman, correlation_p_value(self.spearman, self.pairs)),
+                self.oov_ratio,
+            )
+        )
 
     def format(self) -> str:
         return (
@@ -299,3 +344,47 @@ def pearson(x: Tensor, y: Tensor) -> float:
 def spearman(x: Tensor, y: Tensor) -> float:
     """Spearman's rho: Pearson's correlation of the (tie-averaged) ranks."""
     return pearson(ranks(x), ranks(y))
+
+
+def correlation_p_value(r: float, n: int) -> float:
+    """Two-sided p-value of a correlation `r` over `n` pairs under no correlation: Student's t
+    ``t = r·sqrt((n-2)/(1-r²))`` with n - 2 degrees of freedom, whose two tails are the
+    regularized incomplete beta ``I_x(df/2, 1/2)`` at ``x = df/(df+t²)`` (no scipy needed)."""
+    df = n - 2
+    if df <= 0 or math.isnan(r):
+        return float("nan")
+    if abs(r) >= 1.0:
+        return 0.0
+    x = df / (df + r * r * df / (1.0 - r * r))  # = 1 - r²
+    return _betainc(df / 2.0, 0.5, x)
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b) by its continued fraction (Lentz's method),
+    used on the side where it converges fast (x < (a+1)/(a+b+2)), else by symmetry."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    if x > (a + 1.0) / (a + b + 2.0):
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    f = d
+    for m in range(1, 500):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            f *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return math.exp(log_front) * f / a
