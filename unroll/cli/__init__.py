@@ -158,10 +158,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("unroll: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader left (``unroll word2vec presets | head -1``): no traceback, and none from
+        # the interpreter flushing stdout at exit either; 141 as for a tool killed by SIGPIPE.
+        _silence_stdout()
+        return 141
     finally:
         notes.flush_notes(show=ok and world.main)
         if not ok:
             shutdown(together=False)  # no barrier: the other ranks may never reach one
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (a test's StringIO)
+        pass
 
 
 if __name__ == "__main__":
