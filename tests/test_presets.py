@@ -83,8 +83,8 @@ def test_lr_schedule_ptb_small():
 def test_presets_table_lists_every_preset_and_field():
     text = format_presets()
     header = text.splitlines()[0].split()
-    assert header == ["field", *PRESETS]
-    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines()[2:]}
+    assert header == ["field", "(default)", *PRESETS]
+    rows = {line.split()[0]: line.split()[2:] for line in text.splitlines()[2:]}
     for f in TABLE_FIELDS:
         assert f in rows or f == "keep_prob"
     assert rows["dropout"][list(PRESETS).index("ptb-large")] == "0.65"

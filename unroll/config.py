@@ -22,7 +22,7 @@ import math
 import os
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -42,12 +42,12 @@ Alias = str | tuple[str, Callable[[Any], Any]]
 class RunConfig:
     """The fields every recipe has, under one set of names (a recipe redefines the defaults)."""
 
-    data: str = ""
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3
+    data: str = ""  # what to train on (the recipe says what it takes)
+    epochs: int = 10  # passes over the training data
+    batch_size: int = 32  # examples (or parallel streams) per step
+    lr: float = 1e-3  # learning rate
     clip: float = 0.0  # clip gradients to this global norm; 0 = off
-    seed: int = 0
+    seed: int = 0  # seeds every random number generator: the same seed, the same run
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N, mps, xpu
     threads: int = 0  # torch.set_num_threads while running; 0 = leave torch's default
     tensorboard: bool = True  # TensorBoard scalars beside metrics.jsonl (when installed)
@@ -190,6 +190,44 @@ def type_help(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def field_comments(cls: type) -> dict[str, str]:
+    """The comment on each field's line in the config classes' source (``lr: float = 1.0  #
+    the learning rate`` -> ``{"lr": "the learning rate"}``): what ``--help`` says of a flag.
+    A subclass's comment wins over its base's; {} where the source cannot be read."""
+    import inspect
+    import io
+    import tokenize
+
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        line_first: dict[int, list[tokenize.TokenInfo]] = {}
+        try:
+            for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+                line_first.setdefault(tok.start[0], []).append(tok)
+        except (tokenize.TokenError, SyntaxError):
+            continue
+        names = {f.name for f in dataclasses.fields(klass)}
+        for toks in line_first.values():
+            words = [t for t in toks if t.type not in (tokenize.INDENT, tokenize.DEDENT)]
+            if (
+                len(words) >= 3
+                and words[0].type == tokenize.NAME
+                and words[0].string in names
+                and words[1].string == ":"
+                and words[-1].type in (tokenize.NEWLINE, tokenize.COMMENT, tokenize.NL)
+            ):
+                comment = next((t.string for t in words if t.type == tokenize.COMMENT), None)
+                if comment:
+                    comments[words[0].string] = comment.lstrip("#").strip()
+    return comments
+
+
 def field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
@@ -255,8 +293,7 @@ def apply_overrides(
     for key, value in pairs:
         key, value, converted = _resolve_alias(cls, key, value, source)
         if key not in types_:
-            known = ", ".join(sorted(types_))
-            raise UserError(f"unknown config key {key!r}; known keys: {known}")
+            raise UserError(f"unknown config key {key!r}{did_you_mean(key, types_)}")
         if converted:
             changes[key] = value
         elif isinstance(value, str):
@@ -264,6 +301,17 @@ def apply_overrides(
         else:
             changes[key] = _check_value(key, value, types_[key])
     return dataclasses.replace(config, **changes)
+
+
+def did_you_mean(key: str, known: Iterable[str]) -> str:
+    """``; did you mean 'lr'?`` for a near miss, else the list of the known keys."""
+    import difflib
+
+    known = sorted(known)
+    close = difflib.get_close_matches(key.replace("-", "_"), known, n=3, cutoff=0.6)
+    if close:
+        return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return f"; known keys: {', '.join(known)}"
 
 
 def config_from_dict(cls: type[C], data: Mapping[str, Any], source: str = "config") -> C:
@@ -337,8 +385,9 @@ def changed_fields(old: Any, new: Any) -> list[str]:
 
 
 def format_presets(cls: type, presets: Mapping[str, Mapping[str, Any]]) -> str:
-    """A table: one row per config field, one column per preset."""
-    configs = {name: apply_overrides(cls(), values) for name, values in presets.items()}
+    """A table: one row per config field, a column of the defaults, then one per preset."""
+    configs = {"(default)": cls()}
+    configs.update({name: apply_overrides(cls(), values) for name, values in presets.items()})
     rows = [["field", *configs]]
     for f in dataclasses.fields(cls):
         row = [f.name]

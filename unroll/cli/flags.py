@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from unroll.config import field_types, parse_override_tokens, type_help
+from unroll.config import field_comments, field_types, parse_override_tokens, type_help
 from unroll.engine.recipe import Recipe
 from unroll.errors import UserError
 
@@ -29,6 +29,41 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        """As argparse's; with ``--help`` and ``--preset NAME`` on one line, the help shows
+        that preset's values (argparse prints help the moment it meets ``-h``)."""
+        recipe = getattr(self, "recipe_for_help", None)
+        tokens = list(args) if args is not None else []
+        if recipe is not None and any(t in ("-h", "--help") for t in tokens):
+            preset = _preset_named(tokens)
+            if preset in recipe.presets:
+                _show_defaults(self, recipe.config, recipe.preset(preset), f"preset {preset}:")
+        return super().parse_known_args(args, namespace)
+
+
+def _preset_named(tokens: Sequence[str]) -> str | None:
+    for i, tok in enumerate(tokens):
+        if tok == "--preset" and i + 1 < len(tokens):
+            return tokens[i + 1]
+        if tok.startswith("--preset="):
+            return tok.split("=", 1)[1]
+    return None
+
+
+def _field_help(config_cls: type, name: str, tp: Any, value: Any, where: str) -> str:
+    comment = field_comments(config_cls).get(name)
+    return (f"{comment} " if comment else "") + f"({type_help(tp)}; {where} {value!r})"
+
+
+def _show_defaults(parser: argparse.ArgumentParser, config_cls: type, config: Any, where: str):
+    """Each config flag's help: the value `config` (a preset's) gives it."""
+    types_ = field_types(config_cls)
+    for action in parser._actions:
+        name = action.dest.removeprefix("set_")
+        if action.dest.startswith("set_") and name in types_:
+            value = getattr(config, name)
+            action.help = _field_help(config_cls, name, types_[name], value, where)
 
 
 def _dest(name: str) -> str:
@@ -47,28 +82,53 @@ def add_config_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
             dest=_dest(name),
             metavar="VALUE",
             default=None,
-            help=f"({type_help(tp)}; default {default!r})",
+            help=_field_help(config_cls, name, tp, default, "default"),
         )
     for old, new in getattr(config_cls, "ALIASES", {}).items():
         target = new if isinstance(new, str) else new[0]
+        flag = f"--{target.replace('_', '-')}"
         flags = [f"--{old.replace('_', '-')}"] + ([f"--{old}"] if "_" in old else [])
-        group.add_argument(
-            *flags,
-            dest=_dest(old),
-            metavar="VALUE",
-            default=None,
-            help=f"old name of --{target.replace('_', '-')}",
-        )
+        if isinstance(new, str):
+            text = f"old name of {flag}"
+        else:
+            text = f"old name: sets {flag} to {_formula(new[1])}"
+        group.add_argument(*flags, dest=_dest(old), metavar="VALUE", default=None, help=text)
+
+
+def _formula(convert: Any) -> str:
+    """``1.0 - float(VALUE)`` for ``lambda keep: 1.0 - float(keep)`` (what a converting old
+    name does to its value), read from the source; a plain phrase where it cannot be read."""
+    import ast
+    import inspect
+
+    try:
+        line = inspect.getsource(convert).strip().rstrip(",")
+        tree = ast.parse("{" + line + "}" if ":" in line.split("lambda")[0] else line)
+        node = next(n for n in ast.walk(tree) if isinstance(n, ast.Lambda))
+        arg = node.args.args[0].arg
+        body = ast.unparse(node.body)
+        return re.sub(rf"\b{re.escape(arg)}\b", "VALUE", body)
+    except (OSError, TypeError, SyntaxError, StopIteration, IndexError):
+        return "a value converted from this one"
 
 
 def add_train_arguments(parser: argparse.ArgumentParser, recipe: Recipe) -> None:
-    presets = ", ".join(recipe.presets) or "none"
-    parser.add_argument("--preset", metavar="NAME", help=f"one of: {presets}")
+    if recipe.presets:
+        presets = f"one of: {', '.join(recipe.presets)} (with --help: its values below)"
+    else:
+        presets = "this recipe has no presets"
+    parser.add_argument("--preset", metavar="NAME", help=presets)
+    parser.recipe_for_help = recipe  # type: ignore[attr-defined]  (see Parser.parse_known_args)
     parser.add_argument("--config", metavar="FILE", help="config values from a JSON or TOML file")
     parser.add_argument("--out", metavar="RUN_DIR", help="new run directory (default runs/...)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last epoch")
     add_quiet(parser)
     add_config_flags(parser, recipe.config)
+    default = recipe.preset_for({})
+    if default in recipe.presets:  # what runs when no preset is named, not the bare defaults
+        _show_defaults(
+            parser, recipe.config, recipe.preset(default), f"default (preset {default}):"
+        )
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
