@@ -294,6 +294,28 @@ def future_times(times: list[str] | None, steps: int) -> list[str] | None:
     return [f"{parsed[-1] + mean_step * k:.12g}" for k in range(1, steps + 1)]
 
 
+def natural_season(times: list[str] | None) -> tuple[int, str] | None:
+    """(m, what the step is) for evenly spaced dates whose step has a usual seasonal period:
+    hourly -> 24 (a day), daily -> 7 (a week), weekly -> 52 (a year), monthly -> 12,
+    quarterly -> 4; None for numbers, uneven steps or other steps."""
+    parsed = parse_times(times or [])
+    if parsed is None or len(parsed) < 3 or parsed.dtype.kind != "M":
+        return None
+    seconds = np.diff(parsed.astype("datetime64[s]").astype(np.int64))
+    days = np.diff(parsed.astype("datetime64[M]").astype(np.int64))  # calendar months
+    if (seconds == 3600).all():
+        return 24, "an hour"
+    if (seconds == 86400).all():
+        return 7, "a day"
+    if (seconds == 7 * 86400).all():
+        return 52, "a week"
+    if (days == 1).all() and (parsed.astype("datetime64[M]") == parsed).all():
+        return 12, "a month"
+    if (days == 3).all() and (parsed.astype("datetime64[M]") == parsed).all():
+        return 4, "a quarter"
+    return None
+
+
 # -- embedded series -----------------------------------------------------------------------------
 
 

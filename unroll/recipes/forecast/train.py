@@ -23,6 +23,7 @@ extrapolated; the scaler only sets the units.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from unroll.data.timeseries import (
     backtest_origins,
     check_length,
     load_series,
+    natural_season,
     read_csv,
     window_origins,
 )
@@ -54,6 +56,8 @@ from unroll.errors import UserError
 from unroll.metrics.forecast import backtest, format_table, mase_scale
 from unroll.models.forecaster import Forecaster
 from unroll.recipes.forecast.config import RECIPE, ForecastConfig, input_columns
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -111,6 +115,15 @@ def prepare(config: ForecastConfig, device: torch.device) -> Prepared:
         config.valid_fraction,
         config.test_fraction,
     )
+    natural = natural_season(series.time) if config.season == 1 else None
+    if natural is not None:  # a note (the CLI prints notes when the command ends)
+        logger.warning(
+            "%s: season=1 makes the seasonal-naive baseline the naive one; the rows are %s "
+            "apart, so season=%d compares with one period earlier",
+            series.source,
+            natural[1],
+            natural[0],
+        )
     scaler = Scaler.fit(series.values[: split.train_end])
     scaled = torch.as_tensor(scaler.scaled(series), device=device)
     scale = mase_scale(series.target[: split.train_end], config.season)
