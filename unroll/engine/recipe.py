@@ -1,8 +1,10 @@
 """What the engine and the command line know about a recipe: a small, declarative record.
 
 Each recipe module defines one ``RECIPE = Recipe(...)`` next to its config and presets; the
-engine (config building, resume rules, run directories) and the CLI (flags built from the
-config dataclass, ``presets``, ``eval``) work from it, so no recipe writes those again.
+engine (config building, resume rules, run directories) and the CLI (``train``'s flags built
+from the config dataclass, ``presets``) work from it, so no recipe writes those again. (The
+other verbs — eval, predict and each recipe's own — are still written per recipe in
+`unroll.cli`.)
 """
 
 from __future__ import annotations

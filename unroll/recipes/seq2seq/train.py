@@ -7,7 +7,8 @@ test split greedily and, with ``beam`` > 1, with beam search. Besides the engine
 run directory holds::
 
     results.json              test scores (greedy and beam), accuracy by length, time, sizes
-    test_outputs.tsv          source, output, correct (1/0) per test example (greedy)
+    test_outputs.tsv          source, output, correct (1/0) per test example (greedy;
+                              ``unroll seq2seq eval --split S`` writes S_outputs.tsv)
     accuracy_by_length.png    test exact match by source length (matplotlib)
     attention.png             the attention weights of the first test example (with attention)
 
