@@ -33,7 +33,7 @@ from typing import Any, TextIO
 import torch
 
 from unroll.data.batching import batchify, bptt_tensors, epoch_size
-from unroll.data.corpora import resolve_corpus
+from unroll.data.corpora import resolve_corpus, texts_directory
 from unroll.data.text import Corpus, Vocabulary
 from unroll.engine import distributed
 from unroll.engine.device import (
@@ -109,7 +109,7 @@ def _resolve_model_sizes(config: LMConfig, vocab: Vocabulary) -> LMConfig:
 
 def train(
     config: LMConfig | None = None,
-    data: str | None = None,
+    data: str | list[str] | dict[str, str | list[str]] | None = None,
     out: str | Path | None = None,
     resume: str | Path | None = None,
     *,
@@ -121,7 +121,9 @@ def train(
     """Train a language model; returns the results (also written to ``RUN_DIR/results.json``;
     None on the ranks other than 0 of a torchrun job).
 
-    `config`: an `LMConfig` (default: the ``demo`` preset); `data` overrides ``config.data``;
+    `config`: an `LMConfig` (default: the ``demo`` preset); `data` overrides ``config.data``,
+    and may be texts in memory (a list of at least 10 strings, or ``{"train": ..., "valid":
+    ..., "test": ...}``: see `unroll.data.corpora.texts_directory`);
     `out`: the run directory (default ``runs/<name>-<timestamp>``); `resume`: a run directory
     to continue from its ``last`` checkpoint (then `config`, if given, may differ from the
     saved one only in ``LMConfig.RESUMABLE`` fields) — the result equals an uninterrupted run.
@@ -141,6 +143,8 @@ def train(
             vocab = saved_vocabulary(point.checkpoint, config, last)
     else:
         config = RECIPE.preset(RECIPE.default_preset) if config is None else config
+        if isinstance(data, (list, tuple, dict)):  # texts in memory: a corpus directory
+            data = str(texts_directory(data))
         if data is not None:
             config = dataclasses.replace(config, data=str(data))
         config = dataclasses.replace(config, data=normalize_data(config.data))
