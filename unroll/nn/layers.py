@@ -206,6 +206,7 @@ class _RNNBase(TorchTwin, nn.Module):
         bound = 1.0 / math.sqrt(self.hidden_size)
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
+        self.flatten_parameters()  # built with device="cuda": one cuDNN buffer, as after .to()
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -276,8 +277,9 @@ class _RNNBase(TorchTwin, nn.Module):
     def flatten_parameters(self) -> None:
         """Lay the weights out as one contiguous cuDNN buffer, as `torch.nn.LSTM` does.
 
-        CUDA only (a no-op elsewhere); called after ``.to()``/``.cuda()``. Without it cuDNN
-        compacts the weights on every call (and warns). Peepholes are not cuDNN weights.
+        CUDA only (a no-op elsewhere); called after ``.to()``/``.cuda()`` and by
+        `reset_parameters` (so a layer built with ``device="cuda"`` is flat too). Without it
+        cuDNN compacts the weights on every call (and warns). Peepholes are not cuDNN weights.
         """
         flat = self._flat_weights
         first = flat[0]
