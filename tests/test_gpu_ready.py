@@ -50,3 +50,44 @@ def test_a_layer_built_on_cuda_flattens_its_weights(make, mode, monkeypatch):
     with cuda_stand_in(monkeypatch, calls):
         layer.to(torch.float32)  # .to() flattened before the fix too: still once
     assert len(calls) == 1
+
+
+def test_epoch_seconds_are_read_after_the_device_finished(monkeypatch):
+    """On CUDA the steps only queue work: the epoch's time is known once the loss sum is read
+    back (the sync). A stand-in device that takes 5 s to finish at that read: the epoch's
+    ``seconds`` (and so words/s) must include them."""
+    from unroll.engine import loop
+
+    clock = [100.0]
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: clock[0])
+    to_float = torch.Tensor.__float__
+
+    def sync_then_read(t):
+        clock[0] += 5.0  # the device drains its queue
+        return to_float(t)
+
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def step(batch):
+        clock[0] += 1.0  # queuing a step takes 1 s of host time
+        return torch.tensor(0.5, dtype=torch.float64)
+
+    with monkeypatch.context() as m:
+        m.setattr(torch.Tensor, "__float__", sync_then_read)
+        result = loop.fit(
+            None,
+            model,
+            optimizer,
+            step=step,
+            batches=lambda epoch: range(3),
+            num_batches=3,
+            epochs=1,
+            evaluate=lambda: {"valid_loss": 1.0},
+            select="valid_loss",
+            items_per_batch=10,
+            quiet=True,
+        )
+    (record,) = result.history
+    assert record["seconds"] == pytest.approx(3 * 1.0 + 5.0)
+    assert record["items_per_sec"] == pytest.approx(30 / 8.0)
