@@ -11,6 +11,7 @@ import torch
 from torch.backends.cudnn import rnn as cudnn_rnn
 
 import unroll
+from unroll.nn import layers
 
 
 @contextlib.contextmanager
@@ -91,3 +92,66 @@ def test_epoch_seconds_are_read_after_the_device_finished(monkeypatch):
     (record,) = result.history
     assert record["seconds"] == pytest.approx(3 * 1.0 + 5.0)
     assert record["items_per_sec"] == pytest.approx(30 / 8.0)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_bf16_autocast_never_runs_the_rnn_kernel_in_fp16(kind, monkeypatch):
+    """On CUDA, autocast's wrapper of cuDNN's RNN casts to float16 whatever dtype autocast asked
+    for, so precision=bf16 trained the LSTM in fp16. The CPU's autocast stands in for CUDA's
+    here (AUTOCAST_RNN_HALF): torch's kernel must then run outside autocast, in the weights'
+    float32, and the run must record it (meta.json's arithmetic.lstm_dtype)."""
+    from unroll.engine.device import arithmetic
+
+    layer = getattr(unroll, kind)(3, 4)
+    x = torch.randn(5, 2, 3)
+    assert arithmetic(torch.device("cpu"), "bf16")["lstm_dtype"] == "bfloat16"
+    seen = []
+    vf = torch._VF.lstm if kind == "LSTM" else torch._VF.gru
+
+    def recording(x, *args):
+        seen.append((x.dtype, torch.is_autocast_enabled("cpu")))
+        return vf(x, *args)
+
+    monkeypatch.setattr(layers, "AUTOCAST_RNN_HALF", ("cpu",))  # as CUDA's autocast does
+    monkeypatch.setattr(torch._VF, kind.lower(), recording)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, state = layer(x)
+        assert layer(x, lengths=[5, 3])[0].dtype == torch.float32  # packed: the same
+    assert y.dtype == torch.float32 and seen[0] == (torch.float32, False)
+    with torch.autocast("cpu", dtype=torch.float16):  # fp16 asked for: autocast's own business
+        assert not layers._autocast_to_half(x)
+    monkeypatch.setattr(torch._VF, kind.lower(), vf)
+    assert arithmetic(torch.device("cpu"), "bf16") == {
+        "tf32": False,
+        "autocast": "bfloat16",
+        "lstm_dtype": "float32",
+    }
+
+
+def test_meta_json_records_the_arithmetic(tmp_path):
+    """precision=fp32 means IEEE fp32 for cuBLAS and cuDNN alike (TF32 off, unlike PyTorch's
+    default for cuDNN), tf32 turns both on: set as decided, and written into meta.json."""
+    import json
+
+    from unroll.engine.device import arithmetic, matmul_precision
+    from unroll.recipes.lm import train
+    from unroll.recipes.lm.config import RECIPE
+
+    cuda = torch.device("cuda")  # the flags alone: nothing runs on it
+    for precision, tf32 in (("fp32", False), ("tf32", True), ("bf16", False)):
+        with matmul_precision(cuda, precision):
+            assert torch.backends.cuda.matmul.allow_tf32 is tf32
+            assert torch.backends.cudnn.allow_tf32 is tf32
+    data = tmp_path / "corpus"
+    data.mkdir()
+    for name in ("train", "valid", "test"):
+        (data / f"{name}.txt").write_text(" ".join(f"w{i % 7}" for i in range(400)) + "\n")
+    config = RECIPE.make_config(
+        overrides=[f"data={data}", "epochs=1", "hidden_size=8", "num_steps=5", "batch_size=4",
+                   "max_steps_per_epoch=2", "precision=bf16", "tensorboard=false", "threads=1",
+                   "device=cpu"]
+    )  # fmt: skip
+    train(config, out=tmp_path / "run", quiet=True)
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert meta["arithmetic"] == arithmetic(torch.device("cpu"), "bf16")
+    assert meta["arithmetic"] == {"tf32": False, "autocast": "bfloat16", "lstm_dtype": "bfloat16"}
