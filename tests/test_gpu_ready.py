@@ -155,3 +155,38 @@ def test_meta_json_records_the_arithmetic(tmp_path):
     meta = json.loads((tmp_path / "run" / "meta.json").read_text())
     assert meta["arithmetic"] == arithmetic(torch.device("cpu"), "bf16")
     assert meta["arithmetic"] == {"tf32": False, "autocast": "bfloat16", "lstm_dtype": "bfloat16"}
+
+
+def test_a_failed_graph_capture_warns_once_also_from_another_thread():
+    """A capture that fails turns the Triton loops' graph cache off for the process: that must
+    be said (once), also when it happens on autograd's CUDA backward thread, where nothing else
+    would show it — not pass silently with the loops running eagerly ever after."""
+    import threading
+    import warnings
+
+    from unroll.nn.kernels.lstm_triton import GraphCache
+
+    def failing(fn):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    def loop(x, y):
+        y.copy_(2 * x)
+
+    cache = GraphCache(failing, lambda t: ("stream", 0))
+    tensors = {"x": torch.arange(3.0), "y": torch.zeros(3)}
+
+    def calls(n):
+        for _ in range(n):
+            if not cache.run(loop, tensors, ("x",), ("y",)):
+                loop(**tensors)  # eager, as TritonLoops does
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        worker = threading.Thread(target=calls, args=(2,))  # seen, then the failed capture
+        worker.start()
+        worker.join()
+        calls(3)  # off: eager, no more warnings
+    said = [w for w in caught if "graph cache is off" in str(w.message)]
+    assert len(said) == 1 and "capture failed (RuntimeError" in str(said[0].message)
+    assert cache.disabled.startswith("capture failed (RuntimeError") and not cache.entries
+    assert torch.equal(tensors["y"], 2 * tensors["x"])
