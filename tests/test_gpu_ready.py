@@ -190,3 +190,60 @@ def test_a_failed_graph_capture_warns_once_also_from_another_thread():
     assert len(said) == 1 and "capture failed (RuntimeError" in str(said[0].message)
     assert cache.disabled.startswith("capture failed (RuntimeError") and not cache.entries
     assert torch.equal(tensors["y"], 2 * tensors["x"])
+
+
+# -- the tests that failed on any one-GPU machine because of what device=auto picks ---------
+
+FAKE_ONE_GPU = """\
+import os
+if os.environ.get("CUDA_VISIBLE_DEVICES") != "":  # (a real machine honours it too)
+    import torch
+    torch.cuda.is_available = lambda: True
+    torch.cuda.device_count = lambda: 1
+"""
+
+ON_ONE_GPU = {
+    "fast": [
+        "tests/test_bad_input.py::test_bad_input_is_one_line_exit_2_and_leaves_nothing"
+        "[lm device cuda]",
+        "tests/test_word2vec_recipe.py::test_compiled_on_request_or_a_one_line_error",
+        "tests/test_distributed.py::test_language_model_on_2_processes_equals_one_with_the_"
+        "combined_batch[off]",
+    ],
+    "slow": [
+        "tests/test_word2vec_recipe.py::test_compiled_path_trains_what_the_pytorch_reference_"
+        "trains",
+        "tests/test_distributed.py",
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "which", ["fast", pytest.param("slow", marks=pytest.mark.slow)], ids=["fast", "slow"]
+)
+def test_device_auto_tests_pass_on_a_one_gpu_machine(which, tmp_path):
+    """On a machine with one GPU (a mocked ``torch.cuda``: is_available, device_count 1, in
+    every process, torchrun's too, through a sitecustomize), the tests that assumed device=auto
+    means the CPU pass: they pin the device (``--device cuda`` now succeeds there; word2vec's
+    impl=compiled is refused on CUDA; two ranks would share one GPU)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "sitecustomize.py").write_text(FAKE_ONE_GPU)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)])}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    probe = "import torch; print(torch.cuda.is_available(), torch.cuda.device_count())"
+    seen = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert seen.stdout.split() == ["True", "1"], seen.stderr  # the stand-in is in place
+    job = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *ON_ONE_GPU[which]],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert job.returncode == 0, job.stdout[-3000:]
