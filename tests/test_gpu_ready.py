@@ -247,3 +247,36 @@ def test_device_auto_tests_pass_on_a_one_gpu_machine(which, tmp_path):
         timeout=600,
     )
     assert job.returncode == 0, job.stdout[-3000:]
+
+
+def _benchmark(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cells_prints_each_case_as_it_goes_and_survives_a_failing_one(monkeypatch, capsys):
+    """A case that fails (on CUDA: a bf16 nn.LSTM on an older cuDNN) must not lose the others:
+    one JSON line per case as it finishes, the error in its own line, the whole result last."""
+    import json
+
+    cells = _benchmark("cells")
+    real = cells.bench_shape
+
+    def bench_shape(name, *args):
+        if name == "small":
+            raise RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED")
+        return real(name, *args)
+
+    monkeypatch.setattr(cells, "bench_shape", bench_shape)
+    cells.main(["--shapes", "tiny,small", "--repeats", "1", "--threads", "1"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line.get("case") for line in lines] == ["tiny", "small", None]
+    assert lines[0]["ms"]["torch.nn.LSTM"] > 0 and "NOT_SUPPORTED" in lines[1]["error"]
+    assert lines[2]["shapes"]["tiny"] == {k: v for k, v in lines[0].items() if k not in
+                                          ("benchmark", "case")}  # fmt: skip
