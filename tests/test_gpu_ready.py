@@ -280,3 +280,147 @@ def test_cells_prints_each_case_as_it_goes_and_survives_a_failing_one(monkeypatc
     assert lines[0]["ms"]["torch.nn.LSTM"] > 0 and "NOT_SUPPORTED" in lines[1]["error"]
     assert lines[2]["shapes"]["tiny"] == {k: v for k, v in lines[0].items() if k not in
                                           ("benchmark", "case")}  # fmt: skip
+
+
+def test_ptb_speed_never_runs_random_ids_for_ptb(tmp_path, monkeypatch, capsys):
+    """``--data ptb`` (what the GPU check runs) without PTB on disk: a one-line error and exit
+    2, not the silent random-id stream that ``--data auto`` falls back to."""
+    monkeypatch.setenv("UNROLL_DATA", str(tmp_path / "nothing"))
+    monkeypatch.setenv("UNROLL_CACHE", str(tmp_path / "cache"))
+    ptb_speed = _benchmark("ptb_speed")
+    with pytest.raises(SystemExit) as stop:
+        ptb_speed.main(["--data", "ptb", "--device", "cpu"])
+    assert stop.value.code == 2
+    assert "--data ptb: Penn Treebank not found" in capsys.readouterr().err
+    assert ptb_speed.load_ids("random")[0] == "random"
+
+
+# -- benchmarks/gpu_check.sh ---------------------------------------------------------------------
+
+
+def gpu_check(out, *args, timeout=300, **env):
+    """``DRY=1 bash benchmarks/gpu_check.sh OUT ARGS`` with this interpreter; (exit, summary)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = env.pop("script", Path(__file__).resolve().parents[1] / "benchmarks/gpu_check.sh")
+    full = {**os.environ, "DRY": "1", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **env}
+    job = subprocess.run(
+        ["bash", str(script), str(out), *args],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    summary = out / "summary.json"
+    assert summary.is_file(), job.stdout + job.stderr
+    return job, json.loads(summary.read_text())
+
+
+def returned_files(out):
+    """What the device tool would bring back: at most 8 files, plain names, 2 folders deep."""
+    import re
+
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) <= 8, files
+    for p in files:
+        assert re.fullmatch(r"[A-Za-z0-9._-]+", p.name) and len(p.relative_to(out).parts) <= 3
+    return {p.name for p in files}
+
+
+def test_gpu_check_dry_run_goes_through_every_phase(tmp_path):
+    """DRY=1: the GPU check's whole flow on the CPU with tiny sizes, well inside 3 minutes
+    (the issue's CI check): every phase ok, summary.json with each phase's status and
+    seconds, the smoke phase's JSON lines, ptb-medium's wall time and test perplexity, and
+    nothing that the device tool would not bring back."""
+    import json
+    import math
+
+    out = tmp_path / "out"
+    job, summary = gpu_check(out, "abc123")
+    assert job.returncode == 0, (summary, job.stderr[-2000:])
+    assert summary["ok"] and summary["dry"] and summary["commit"] == "abc123"
+    phases = summary["phases"]
+    order = ["setup", "data", "smoke", "ptb-medium", "ptb_speed", "cells", "tests"]
+    assert list(phases) == order
+    assert all(p["status"] == "ok" and p["seconds"] >= 0 for p in phases.values()), phases
+    assert summary["elapsed_seconds"] <= 180
+    smoke = [json.loads(line) for line in (out / "smoke.jsonl").read_text().splitlines()]
+    assert [r["check"] for r in smoke] == list(phases["smoke"]["checks"])
+    assert {"lm_step", "triton_float32", "triton_bfloat16", "persistent"} <= set(
+        phases["smoke"]["checks"]
+    )
+    assert phases["smoke"]["checks"]["flatten"] is None  # CUDA only
+    medium = phases["ptb-medium"]
+    assert math.isfinite(medium["test_ppl"]) and medium["wall_seconds"] > 0
+    assert medium["seed"] is not None and medium["arithmetic"]["lstm_dtype"] == "float32"
+    results = json.loads((out / "ptb-medium.jsonl").read_text().splitlines()[-1])
+    assert results["test_ppl"] == medium["test_ppl"]
+    assert phases["tests"]["tests"] > 0 and phases["tests"]["failures"] == 0
+    assert returned_files(out) == {
+        "summary.json", "log.txt", "smoke.jsonl", "ptb-medium.jsonl", "ptb_speed.jsonl",
+        "cells.jsonl", "tests.txt", "junit.xml",
+    }  # fmt: skip
+
+
+def test_gpu_check_stops_the_suite_with_sigint_and_keeps_its_results(tmp_path):
+    """At its cap the suite gets SIGINT, not SIGTERM: pytest still prints its summary and
+    writes junit.xml with the tests done so far, and summary.json says it timed out."""
+    tests = tmp_path / "sleepy" / "test_sleepy.py"
+    tests.parent.mkdir()
+    tests.write_text("import time\n\ndef test_quick():\n    pass\n\n"
+                     "def test_sleeps():\n    time.sleep(300)\n")  # fmt: skip
+    out = tmp_path / "out"
+    job, summary = gpu_check(
+        out,
+        GPU_CHECK_ONLY="tests",
+        GPU_CHECK_TESTS=str(tests),
+        GPU_CHECK_TESTS_CAP="12",
+    )
+    assert job.returncode == 1 and not summary["ok"] and summary["not_ok"] == ["tests"]
+    phase = summary["phases"]["tests"]
+    assert phase["status"] == "timeout after 12 s" and phase["seconds"] < 12 + 30
+    assert phase["tests"] == 1 and phase["failures"] == 0  # test_quick, from junit.xml
+    assert "KeyboardInterrupt" in (out / "tests.txt").read_text()
+
+
+def test_gpu_check_fails_loudly_without_ptb_and_knows_its_commit_without_git(tmp_path):
+    """A copy of the tree without .git (as the device tool may send it): the commit comes from
+    .carry/COMMIT. PTB missing: the data phase fails and names what is missing, and the
+    phases that need PTB are skipped (never run on random ids)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    tree = tmp_path / "tree"
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    if not any(files):
+        pytest.skip("not a git checkout")
+    for name in filter(None, files):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / name, tree / name)
+    (tree / ".carry").mkdir()
+    (tree / ".carry" / "COMMIT").write_text("0123abcd (from make gpu-carry)\n")
+    out = tmp_path / "out"
+    job, summary = gpu_check(
+        out,
+        script=tree / "benchmarks" / "gpu_check.sh",
+        GPU_CHECK_ONLY="data ptb-medium ptb_speed",
+        GPU_CHECK_DATA="ptb",
+        UNROLL_DATA=str(tmp_path / "no-data"),
+        UNROLL_CACHE=str(tmp_path / "cache"),
+    )
+    assert summary["commit"] == "0123abcd (from make gpu-carry)"
+    assert job.returncode == 1 and "PTB missing" in job.stderr
+    phases = summary["phases"]
+    assert phases["data"]["status"] == "failed: PTB missing"
+    assert "Penn Treebank not found" in phases["data"]["error"]
+    assert phases["ptb-medium"]["status"].startswith("skipped: no PTB")
+    assert phases["ptb_speed"]["status"].startswith("skipped: no PTB")
+    assert not (out / "ptb_speed.jsonl").exists()
