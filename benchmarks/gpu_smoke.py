@@ -139,6 +139,14 @@ def _tiny_lm(device, quick):
 
 
 def lm_step(device, quick):
+    from unroll.engine.device import matmul_precision
+
+    cfg = _tiny_lm(device, quick)
+    with matmul_precision(device, "fp32"):  # IEEE both ways: only rounding may differ
+        return _lm_step(cfg, device)
+
+
+def _lm_step(cfg, device):
     import dataclasses
 
     import torch
@@ -147,7 +155,6 @@ def lm_step(device, quick):
     from unroll.recipes.lm import build_model
     from unroll.recipes.lm.steps import build_train_step
 
-    cfg = _tiny_lm(device, quick)
     g = torch.Generator().manual_seed(1)
     shape = (3, cfg.batch_size, cfg.num_steps)
     X = torch.randint(cfg.vocab_size, shape, generator=g).to(device)
@@ -177,14 +184,16 @@ def lm_step(device, quick):
 def lm_eval(device, quick):
     import torch
 
+    from unroll.engine.device import matmul_precision
     from unroll.recipes.lm import build_model, evaluate_ids
 
     cfg = _tiny_lm(device, quick)
     torch.manual_seed(0)
     model = build_model(cfg, cfg.vocab_size).to(device)
     ids = torch.randint(cfg.vocab_size, (1003 if quick else 20003,))
-    eager = evaluate_ids(model, ids, 2, 1, chunk_steps=40, graphs=False)
-    graphed = evaluate_ids(model, ids, 2, 1, chunk_steps=40, graphs=True)
+    with matmul_precision(device, "fp32"):
+        eager = evaluate_ids(model, ids, 2, 1, chunk_steps=40, graphs=False)
+        graphed = evaluate_ids(model, ids, 2, 1, chunk_steps=40, graphs=True)
     err = abs(graphed[0] - eager[0]) / abs(eager[0])
     return {"ok": err < 1e-5 and graphed[1] == eager[1], "nll_rel_err": err, "tokens": eager[1]}
 
@@ -258,7 +267,8 @@ def persistent_child(device, quick):
     return {"ok": ok, "T": T, "B": B, "H": H, "programs": programs, "rel_err": errors}
 
 
-def persistent(device, quick, timeout):
+def persistent(device, quick, deadline):
+    timeout = max(5.0, min(45.0, deadline - time.monotonic()))
     command = [sys.executable, __file__, "--device", str(device), "--child", "persistent"]
     command += ["--quick"] if quick else []
     try:
@@ -279,7 +289,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default=None, help="cuda (default when present) or cpu")
     p.add_argument("--quick", action="store_true", help="tiny sizes (the default on the CPU)")
-    p.add_argument("--persistent-timeout", type=float, default=45.0)
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=70.0,
+        help="seconds for all checks: the persistent child's timeout is what is left (≤ 45)",
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.device is None or args.device == "cpu":
@@ -292,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["TRITON_INTERPRET"] = "1"
     import torch
 
+    deadline = time.monotonic() + args.budget - 3
     device = torch.device(args.device)
     quick = args.quick or device.type != "cuda"
     if args.child == "persistent":
@@ -306,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         ("triton_float32", triton_loops, device, quick, "float32"),
         ("triton_bfloat16", triton_loops, device, quick, "bfloat16"),
         ("triton_float16", triton_loops, device, quick, "float16"),
-        ("persistent", persistent, device, quick, args.persistent_timeout),
+        ("persistent", persistent, device, quick, deadline),
     ]
     failed = [name for name, fn, *rest in checks if not run_check(name, fn, *rest)]
     return 1 if failed else 0
