@@ -128,15 +128,16 @@ VPY=$VENV/bin/python
 setup() {
   "$PYTHON" -m venv --system-site-packages --without-pip "$VENV" || return 1
   # python3 on the GPU machine is itself a venv (/opt/torch/.venv): its site-packages are not
-  # "system" ones, so a .pth puts them after the new venv's own.
+  # "system" ones, so a .pth adds them after the new venv's own, as site directories (their
+  # own .pth files count: a venv made from this one, e.g. by the tests, sees them too).
   "$PYTHON" - "$VPY" <<'EOF' || return 1
-import subprocess, sys, sysconfig
+import subprocess, sys
 site = subprocess.check_output(
     [sys.argv[1], "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
 ).strip()
-mine = sorted({sysconfig.get_paths()[k] for k in ("purelib", "platlib")})
+mine = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
 with open(f"{site}/_gpu_check_parent.pth", "w", encoding="utf-8") as f:
-    f.write("\n".join(mine) + "\n")
+    f.writelines(f"import site; site.addsitedir({p!r})\n" for p in mine)
 EOF
   local missing
   missing=$("$VPY" - <<'EOF'

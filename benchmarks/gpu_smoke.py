@@ -19,7 +19,9 @@ Checks, in order:
   triton_float32, triton_bfloat16, triton_float16
                   the Triton time loops at the real block size (256 units per program), forward
                   and backward, against the Python loops in float64: ‖got − ref‖ / ‖ref‖ per
-                  buffer (outputs poisoned with NaN first: every element must be written)
+                  buffer (outputs poisoned with NaN first: every element must be written); then
+                  twice more, so that on CUDA the graph cache captures and replays them: the
+                  replay against the eager call, and whether the cache stayed on
   persistent      the persistent kernels (UNROLL_TRITON_PERSISTENT=1) with several programs,
                   so the grid barrier really runs, in a child process under a timeout (a
                   barrier that never opens hangs: the timeout says so)
@@ -230,15 +232,23 @@ def triton_loops(device, quick, dtype_name):
     T, B, H = (3, 2, 160) if quick else (20, 20, 650)  # B·H over 256: several full programs
     torch.backends.cuda.matmul.allow_tf32 = False
     inputs = _loops_inputs(T, B, H, dtype, device)
-    got = _run_loops(lstm_triton.TritonLoops, *inputs)
+    got = _run_loops(lstm_triton.TritonLoops, *inputs)  # eager (a shape's first call)
     want = _run_loops(PythonLoops, *(t.double() for t in inputs))
     errors = {k: rel_err(got[k], want[k]) for k in want}
+    # On CUDA the second call captures the loops into the graph cache, the third replays them
+    for _ in range(2):
+        again = _run_loops(lstm_triton.TritonLoops, *inputs)
+    cached = max(rel_err(again[k], got[k]) for k in got)
+    graphs = lstm_triton.graphs
+    cache = graphs.disabled or ("replayed" if graphs.entries else "not used (eager)")
     block = lstm_triton._step_config(inputs[0], H, None)["BLOCK"]
     programs = -(-B * H // block)
     why = None if device.type != "cuda" else lstm_triton.unavailable_reason(device, dtype)
     ok = max(errors.values()) < TOL[dtype_name] and block == lstm_triton.MAX_BLOCK
+    ok = ok and cached < TOL[dtype_name] and not graphs.disabled
     return {"ok": ok, "T": T, "B": B, "H": H, "block": block, "programs": programs,
-            "rel_err": errors, "probe": why or "triton"}  # fmt: skip
+            "rel_err": errors, "probe": why or "triton", "graph_cache": cache,
+            "cache_vs_eager_rel_err": cached}  # fmt: skip
 
 
 def persistent_child(device, quick):
