@@ -84,9 +84,12 @@ write_summary() {
 import json, os, sys
 phases_file, env_file, out, budget, elapsed, dry = sys.argv[1:]
 phases = {}
-for line in open(phases_file, encoding="utf-8"):
-    r = json.loads(line)
-    phases[r["phase"]] = {"status": r["status"], "seconds": r["seconds"], **r["extra"]}
+for n, line in enumerate(open(phases_file, encoding="utf-8")):
+    try:
+        r = json.loads(line)
+        phases[r["phase"]] = {"status": r["status"], "seconds": r["seconds"], **r["extra"]}
+    except (ValueError, KeyError, TypeError) as e:  # a broken line must not lose the rest
+        phases[f"line {n + 1}"] = {"status": f"unreadable record: {e}", "line": line[:500]}
 env = json.load(open(env_file, encoding="utf-8")) if os.path.exists(env_file) else {}
 bad = [k for k, v in phases.items() if v["status"] not in ("ok", "n/a")]
 summary = {"check": "gpu_check", "dry": dry == "1", "ok": not bad, "not_ok": bad,
