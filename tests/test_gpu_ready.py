@@ -203,14 +203,10 @@ if os.environ.get("CUDA_VISIBLE_DEVICES") != "":  # (a real machine honours it t
 """
 
 ON_ONE_GPU = {
-    "fast": [
+    "fast": ["tests/test_word2vec_recipe.py::test_compiled_on_request_or_a_one_line_error"],
+    "slow": [  # (test_bad_input's module fixture trains a run of every recipe first)
         "tests/test_bad_input.py::test_bad_input_is_one_line_exit_2_and_leaves_nothing"
         "[lm device cuda]",
-        "tests/test_word2vec_recipe.py::test_compiled_on_request_or_a_one_line_error",
-        "tests/test_distributed.py::test_language_model_on_2_processes_equals_one_with_the_"
-        "combined_batch[off]",
-    ],
-    "slow": [
         "tests/test_word2vec_recipe.py::test_compiled_path_trains_what_the_pytorch_reference_"
         "trains",
         "tests/test_distributed.py",
