@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 # and set-up keeps any torch that is already there.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-slow test-gpu lint format bench venv clean
+.PHONY: demo test test-slow test-gpu gpu-carry lint format bench venv clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,10 +27,19 @@ test: venv
 test-slow: venv
 	$(PY) -m pytest -q -m slow
 
-# On a GPU machine (its own python3 with a CUDA torch): the suite, the benchmarks and
-# ptb-medium to the end, all under OUT (see benchmarks/gpu_check.sh).
+# On a GPU machine (its own python3 with a CUDA torch), one command of at most 570 s: smoke
+# checks, ptb-medium to the end, ptb_speed --all, cells --device cuda and the suite, all under
+# OUT (summary.json first; see benchmarks/gpu_check.sh). DRY=1 make test-gpu: the same flow on
+# the CPU with tiny sizes (CI; tests/test_gpu_ready.py runs it).
 test-gpu:
-	bash benchmarks/gpu_check.sh $${OUT:-gpu-check}
+	bash benchmarks/gpu_check.sh $${OUT:-gpu-check} $(COMMIT)
+
+# Here, before sending the tree to a GPU machine: PTB (from UNROLL_DATA, default ../shared/data)
+# and the commit into .carry/ (ignored by git), which the check reads on a copy without .git.
+gpu-carry:
+	mkdir -p .carry/data/ptb
+	cp $${UNROLL_DATA:-../shared/data}/ptb/ptb.*.txt .carry/data/ptb/
+	{ git rev-parse HEAD; git status --porcelain --untracked-files=no | head -n 20; } > .carry/COMMIT
 
 lint: venv
 	$(VENV)/bin/ruff check unroll tests benchmarks

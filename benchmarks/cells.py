@@ -1,9 +1,12 @@
 """Forward+backward time of unroll's recurrent layers vs torch.nn.LSTM/GRU/RNN.
 
-Prints ONE JSON line: the machine, then per shape the median milliseconds of one training step
-(forward, ``y.sum()``, backward) for torch.nn.LSTM and every unroll.LSTM variant under each
-implementation, plus GRU/RNN vs torch, with ratios to torch.nn.LSTM (to torch.nn.GRU/RNN for
-those). Shapes are the PTB Small/Medium language models (Zaremba et al. 2014), 2 layers::
+Prints one JSON line per case as it finishes (``{"benchmark": "cells", "case": ...}``: a shape,
+or on CUDA a shape and dtype of the Triton section; a case that fails prints its ``error`` and
+the next one runs), then the whole result as the LAST line: the machine, then per shape the
+median milliseconds of one training step (forward, ``y.sum()``, backward) for torch.nn.LSTM
+and every unroll.LSTM variant under each implementation, plus GRU/RNN vs torch, with ratios to
+torch.nn.LSTM (to torch.nn.GRU/RNN for those). Shapes are the PTB Small/Medium language models
+(Zaremba et al. 2014), 2 layers (``tiny``: a check that it runs, no figure)::
 
     python benchmarks/cells.py                 # all cores, CPU
     python benchmarks/cells.py --threads 2     # the issue's 2-core target
@@ -32,6 +35,7 @@ from unroll.nn.kernels import lstm_cpu
 SHAPES = {  # name: (T, B, C = H, layers)
     "small": (20, 20, 200, 2),
     "medium": (35, 20, 650, 2),
+    "tiny": (4, 2, 8, 2),  # DRY=1 benchmarks/gpu_check.sh and the tests: it runs, nothing more
 }
 VARIANTS = {
     "standard": {},
@@ -173,12 +177,14 @@ def with_env(step, env: dict[str, str]):
     return run
 
 
-def bench_triton_shape(name: str, device: torch.device, warmup: int, repeats: int, clock) -> dict:
+def bench_triton_shape(
+    name: str, device: torch.device, warmup: int, repeats: int, clock, dtypes=CUDA_DTYPES
+) -> dict:
     """Per dtype: cuDNN's torch.nn.LSTM (the anchor, same dtype) and every LSTM variant with
     impl="fused" under each of CUDA_LOOPS, with ratios to the anchor."""
     T, B, H, L = SHAPES[name]
     result = {}
-    for dname, dtype in CUDA_DTYPES.items():
+    for dname, dtype in dtypes.items():
         torch.manual_seed(0)
         x = torch.randn(T, B, H, device=device, dtype=dtype)
         cases = {"torch.nn.LSTM": make_step(torch.nn.LSTM(H, H, L).to(device, dtype), x)}
@@ -198,13 +204,25 @@ def bench_triton_shape(name: str, device: torch.device, warmup: int, repeats: in
     return {"T": T, "B": B, "H": H, "layers": L, **result}
 
 
+def case(name: str, bench, *args) -> dict:
+    """``bench(*args)``, printed at once as one JSON line (an error too: the next case runs)."""
+    try:
+        got = bench(*args)
+    except Exception as e:  # noqa: BLE001 - e.g. no bf16 RNN in this cuDNN: the rest still runs
+        got = {"error": f"{type(e).__name__}: {e}"[:2000]}
+    print(json.dumps({"benchmark": "cells", "case": name, **got}), flush=True)
+    return got
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument(
         "--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)"
     )
-    parser.add_argument("--shapes", default="small,medium", help="comma-separated: small, medium")
+    parser.add_argument(
+        "--shapes", default="small,medium", help="comma-separated: small, medium (tiny: a check)"
+    )
     parser.add_argument(
         "--repeats", type=int, default=None, help="timed repeats per case (default 10, quick 3)"
     )
@@ -231,27 +249,29 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     warmup = 1 if args.quick else 3
     repeats = args.repeats or (3 if args.quick else 10)
+    clock = CLOCKS[args.clock]
     result = {
         "benchmark": "cells",
         "machine": machine(device),
         "warmup": warmup,
         "repeats": repeats,
         "metric": f"median ms ({args.clock} clock) of forward + backward of y.sum()",
-        "shapes": {s: bench_shape(s, device, warmup, repeats, CLOCKS[args.clock]) for s in shapes},
+        "shapes": {},
     }
+    for s in shapes:
+        result["shapes"][s] = case(s, bench_shape, s, device, warmup, repeats, clock)
     if device.type == "cuda":
         from unroll.nn.kernels import lstm_triton
 
-        result["triton"] = {
-            "shapes": {
-                s: bench_triton_shape(s, device, warmup, repeats, CLOCKS[args.clock])
-                for s in shapes
-            },
-            # what ran: "triton", or why the Python loops did (lstm_triton's probe)
-            "loops": {
-                d: lstm_triton.unavailable_reason(device, t) or "triton"
-                for d, t in CUDA_DTYPES.items()
-            },
+        result["triton"] = {"shapes": {s: {} for s in shapes}}
+        for s in shapes:
+            for d, t in CUDA_DTYPES.items():  # a case each: a bf16 nn.LSTM needs a recent cuDNN
+                got = case(f"triton/{s}/{d}", bench_triton_shape, s, device, warmup, repeats,
+                           clock, {d: t})  # fmt: skip
+                result["triton"]["shapes"][s][d] = got.get(d, got)
+        # what ran: "triton", or why the Python loops did (lstm_triton's probe)
+        result["triton"]["loops"] = {
+            d: lstm_triton.unavailable_reason(device, t) or "triton" for d, t in CUDA_DTYPES.items()
         }
     # the load at the end too: other processes that came and went during the run show here
     result["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]

@@ -10,9 +10,12 @@ graphs; ``--precision`` fp32|tf32|bf16, default tf32 on CUDA for both sides).
     python benchmarks/ptb_speed.py --preset ptb-medium --full    # train both to the end
     python benchmarks/ptb_speed.py --all                         # every preset/precision
 
-Prints one JSON line. Words/sec counts the B·T target tokens of each training step.
-Data: the real PTB when found (``$UNROLL_DATA/ptb`` or the cache, no download); otherwise a
-random id stream of PTB's size and vocabulary (speed does not depend on the words).
+Prints one JSON line (``--all``: one per preset and precision as each finishes, then all of
+them in the last line). Words/sec counts the B·T target tokens of each training step.
+Data (``--data``): ``auto`` (default) the real PTB when found (``$UNROLL_DATA/ptb`` or the
+cache, no download), otherwise a random id stream of PTB's size and vocabulary (speed does not
+depend on the words); ``ptb`` the real PTB or an error (exit 2) — what a run that also reports
+perplexity needs; ``random``; or a corpus directory.
 """
 
 from __future__ import annotations
@@ -138,12 +141,25 @@ def unroll_epochs(model, opt, step, cfg, X, Y, device, n_steps, epochs=1):
 
 
 # --------------------------------------------------------------------------------------------
-def load_ids(vocab_hint: int = 10000):
-    """PTB's train/valid/test id streams if PTB is on disk; else random ids of PTB's sizes."""
+def load_ids(source: str = "auto", vocab_hint: int = 10000):
+    """(name, vocabulary size, train, valid, test ids) of `source` (see ``--data``): ``auto``
+    PTB's if PTB is on disk, else random ids of PTB's sizes; ``ptb`` PTB's (verified; a
+    `UserError` when absent, never a download); ``random``; or a corpus directory's."""
+    from unroll.data.ptb import ptb_directory
     from unroll.data.text import load_corpus
 
+    if source not in ("auto", "random"):
+        directory = ptb_directory(download=False) if source == "ptb" else Path(source)
+        c = load_corpus(directory)
+        return (
+            ("ptb" if source == "ptb" else str(directory)),
+            len(c.vocab),
+            c.train,
+            c.valid,
+            c.test,
+        )
     roots = [os.environ.get("UNROLL_DATA"), os.path.expanduser("~/.cache/unroll")]
-    for root in roots:
+    for root in roots if source == "auto" else []:
         if root and all(
             (Path(root) / "ptb" / f"ptb.{s}.txt").is_file() for s in ("train", "valid", "test")
         ):
@@ -283,6 +299,12 @@ def main(argv=None):
     p.add_argument(
         "--all", action="store_true", help="every ptb preset (and bf16 on CUDA) in one run"
     )
+    p.add_argument(
+        "--presets",
+        default="ptb-small,ptb-medium,ptb-large",
+        help="with --all: which presets (comma-separated)",
+    )
+    p.add_argument("--data", default="auto", help="auto (default), ptb, random or a directory")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args(argv)
     if args.threads:
@@ -293,17 +315,25 @@ def main(argv=None):
     precision = args.precision or ("tf32" if device.type == "cuda" else "fp32")
     steps = args.steps or (300 if device.type == "cuda" else 40)
     warmup = args.warmup if args.warmup is not None else (20 if device.type == "cuda" else 5)
-    data = load_ids()
+    from unroll.errors import UserError
+
+    try:
+        data = load_ids(args.data)
+    except UserError as e:  # e.g. --data ptb without PTB: never random ids in its place
+        p.exit(2, f"ptb_speed: error: --data {args.data}: {e}\n")
     if args.all:
-        runs = [(n, precision) for n in ("ptb-small", "ptb-medium", "ptb-large")]
+        presets = [n for n in args.presets.split(",") if n]
+        runs = [(n, precision) for n in presets]
         if device.type == "cuda":
-            runs += [(n, "bf16") for n in ("ptb-small", "ptb-medium", "ptb-large")]
+            runs += [(n, "bf16") for n in presets]
     else:
         runs = [(args.preset, precision)]
     rounds = args.rounds or (1 if device.type == "cuda" else 4)
-    results = [
-        bench_preset(n, prec, device, steps, warmup, args.full, data, rounds) for n, prec in runs
-    ]
+    results = []
+    for n, prec in runs:
+        results.append(bench_preset(n, prec, device, steps, warmup, args.full, data, rounds))
+        if len(runs) > 1:  # as it goes: a run stopped at its time limit keeps what it did
+            print(json.dumps({"benchmark": "ptb_speed", **results[-1]}), flush=True)
     out = {"benchmark": "ptb_speed", **device_info(device)}
     if len(results) == 1:
         out.update(results[0])

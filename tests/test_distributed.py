@@ -30,6 +30,17 @@ TOLERANCE = 1e-6
 TIMEOUT = 240  # seconds a 2-process job may take (a few on a quiet machine): a hang fails
 
 
+@pytest.fixture(autouse=True, scope="module")
+def on_the_cpu():
+    """Every job here runs on the CPU (gloo), also on a GPU machine: there device=auto would
+    give each rank cuda:LOCAL_RANK (rank 1 stops on a one-GPU machine) and the one-process
+    runs CUDA, against a CPU job. The jobs' processes see no GPU (CUDA_VISIBLE_DEVICES, set in
+    `torchrun`), and neither does this one."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(torch.cuda, "is_available", lambda: False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     before = torch.get_num_threads()
@@ -126,6 +137,7 @@ def torchrun(*args: str, cwd: Path, env: dict[str, str] | None = None, nproc: in
     full_env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",  # on the CPU with gloo (`on_the_cpu`)
         "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         **(env or {}),
     }

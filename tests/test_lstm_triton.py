@@ -424,7 +424,8 @@ def test_graph_cache_turns_off_when_a_capture_fails(monkeypatch):
     cache = GraphCache(failing, lambda t: ("stream", 0))
     monkeypatch.setattr(lstm_triton, "graphs", cache)
     inputs = loops_inputs(3, True, False)
-    got = [loops_buffers(TritonLoops, *inputs) for _ in range(3)]  # eager, failed capture, eager
+    with pytest.warns(UserWarning, match="graph cache is off for this process: capture failed"):
+        got = [loops_buffers(TritonLoops, *inputs) for _ in range(3)]  # eager, failed, eager
     assert "capture failed (RuntimeError" in cache.disabled and not cache.entries
     for r in got[1:]:
         for k in r:
@@ -510,3 +511,40 @@ def test_cuda_graph_cache_equals_eager():
     for r in results[1:]:
         for k in r:
             torch.testing.assert_close(r[k], results[0][k], msg=k)
+
+
+# --- the GPU's block size: the tests above shrink it to 16 units per program; the GPU runs 256.
+@pytest.mark.parametrize(
+    "dtype, tol",
+    [(torch.float32, 1e-5), (torch.bfloat16, 1e-2), (torch.float16, 2e-3)],
+    ids=["float32", "bfloat16", "float16"],
+)
+@pytest.mark.parametrize("nb, peephole", [(4, False), (3, True)], ids=["standard", "coupled+peep"])
+def test_real_block_size_several_programs(dtype, tol, nb, peephole, monkeypatch):
+    """BLOCK = MAX_BLOCK = 256 at B·H = 320: two programs, the second partly masked; forward
+    and backward buffers against the Python loops in float64 (‖got − ref‖ / ‖ref‖), outputs
+    poisoned with NaN first so that an unwritten element fails. float16 too (the GPU tests are
+    the only other place it runs)."""
+    monkeypatch.setattr(lstm_triton, "MAX_BLOCK", 256)
+    T_, B_, H_ = 3, 2, 160
+    g = torch.Generator().manual_seed(3)
+    r = [torch.randn(*s, generator=g) * 0.5 for s in ((T_, B_, nb * H_), (B_, H_), (B_, H_))]
+    r += [torch.randn(nb * H_, H_, generator=g) / H_**0.5, torch.randn(T_, B_, H_, generator=g)]
+    r += [torch.randn(nb - 2, H_, generator=g) * 0.5, torch.randn(H_, generator=g) * 0.5]
+    assert lstm_triton._step_config(r[0], H_, None)["BLOCK"] == 256
+
+    def run(loops, dt):
+        A, h0, c0, w_hh, dY, peep_in, peep_o = (t.to(DEVICE, dt).clone() for t in r)
+        if not peephole:
+            peep_in = peep_o = None
+        Cs, TC, Y = (torch.full_like(dY, float("nan")) for _ in range(3))
+        loops.forward(A, h0, c0, w_hh, peep_in, peep_o, Cs, TC, Y)
+        dc, dG = torch.zeros_like(c0), torch.full_like(A, float("nan"))
+        loops.backward(A, Cs, TC, c0, w_hh, peep_in, peep_o, dY, None, dc, dG)
+        return {"A": A, "Cs": Cs, "TC": TC, "Y": Y, "dc": dc, "dG": dG}
+
+    got, want = run(TritonLoops, dtype), run(PythonLoops, torch.float64)
+    for k in want:
+        a, b = got[k].double().cpu(), want[k].cpu()
+        assert a.isfinite().all(), k
+        assert (a - b).norm() / b.norm() < tol, (k, ((a - b).norm() / b.norm()).item())

@@ -146,7 +146,12 @@ def test_compiled_path_trains_what_the_pytorch_reference_trains(corpus_dir, tmp_
     runs = {}
     for impl in ("compiled", "torch"):
         # torch_batch=1: one example at a time, the order the kernel applies them in
-        cfg = tiny(data=data, impl=impl, torch_batch=1, epochs=2, model="cbow", objective="nce")
+        # device=cpu: the compiled kernel is the CPU's; torch's path runs there too (on a GPU
+        # machine auto would pick CUDA, where impl=compiled is refused)
+        cfg = tiny(
+            data=data, impl=impl, torch_batch=1, epochs=2, model="cbow", objective="nce",
+            device="cpu",
+        )  # fmt: skip
         runs[impl] = word2vec.train(cfg, out=tmp_path / impl, quiet=True)
     a, b = _weights(tmp_path / "compiled"), _weights(tmp_path / "torch")
     for k in ("in_vectors", "out_vectors", "out_bias"):
@@ -256,6 +261,7 @@ def test_compiled_on_request_or_a_one_line_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("UNROLL_CPU_EXTENSION", "0")
     out = tmp_path / "out"
     argv = ["word2vec", "train", "--data", str(data), "--out", str(out), "min_count=1"]
+    argv += ["device=cpu"]  # (on a GPU, impl=compiled is refused for the device first)
     _bad([*argv, "impl=compiled"], capsys, "impl=compiled: turned off by UNROLL_CPU_EXTENSION=0")
     assert not out.exists()
     # auto falls back to the PyTorch path

@@ -122,7 +122,13 @@ def autocast_factory(
 @contextlib.contextmanager
 def matmul_precision(device: torch.device, precision: str) -> Iterator[None]:
     """TF32 tensor-core matmuls for ``precision="tf32"`` on CUDA (10-bit mantissa products,
-    fp32 accumulation); full fp32 otherwise. Restores PyTorch's previous setting after."""
+    fp32 accumulation); full fp32 otherwise. Restores PyTorch's previous setting after.
+
+    The choice, for cuBLAS and cuDNN alike: ``fp32`` means IEEE float32 everywhere — the
+    reference arithmetic, which TF32 is measured against — so it turns cuDNN's TF32 off too,
+    although PyTorch's default leaves it on (``torch.backends.cudnn.allow_tf32``); ``tf32``
+    turns both on; ``bf16`` (autocast) leaves the fp32 parts in IEEE fp32. `arithmetic` records
+    what ran in meta.json."""
     if precision not in PRECISIONS:
         raise UserError(f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
     if device.type != "cuda":
@@ -143,3 +149,24 @@ def effective_precision(device: torch.device, precision: str) -> str:
     if precision == "tf32" and device.type != "cuda":
         return "fp32 (tf32 applies to CUDA only)"
     return precision
+
+
+def arithmetic(device: torch.device, precision: str) -> dict[str, object]:
+    """What a run's arithmetic really is, for meta.json: ``tf32`` (matmuls and cuDNN in TF32:
+    only ``precision=tf32`` on CUDA, see `matmul_precision`), ``autocast`` (the forward's
+    autocast dtype, or None) and ``lstm_dtype``, the dtype the LSTM layer's torch kernel
+    really runs in under that autocast, read off a one-step probe on `device` — under bf16
+    on CUDA float32, not cuDNN autocast's float16 (`unroll.nn.layers.AUTOCAST_RNN_HALF`).
+    Nothing runs in float16, so no gradient scaler is needed."""
+    from unroll.nn.layers import LSTM
+
+    with torch.random.fork_rng(devices=[]):  # (the run's seeded streams stay untouched)
+        probe = LSTM(1, 1).to(device)
+    x = torch.zeros(1, 1, 1, device=device)
+    with torch.no_grad(), autocast_factory(device, precision)():
+        y, _ = probe(x)
+    return {
+        "tf32": device.type == "cuda" and precision == "tf32",
+        "autocast": "bfloat16" if precision == "bf16" else None,
+        "lstm_dtype": str(y.dtype).removeprefix("torch."),
+    }

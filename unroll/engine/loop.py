@@ -219,9 +219,9 @@ def fit(
             else:
                 bar.update(1)
         bar.close()
-        seconds = time.perf_counter() - start
         record: dict[str, Any] = {"epoch": epoch, "lr": _lr(optimizer)}
         loss_sum = distributed.epoch_loss_sum(float(total), steps)  # one sync per epoch
+        seconds = time.perf_counter() - start  # after the sync: the device's queue counts
         record.update(train_metrics(loss_sum, steps))
         _guard(record, epoch, run)
         mean = loss_sum / max(steps, 1)

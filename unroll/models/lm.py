@@ -90,7 +90,8 @@ class LanguageModel(nn.Module):
             state = self.init_state(x.shape[0], x.device)
         emb = self.drop(self.embedding(x))  # [B, T, E]
         out, (h, c) = self.lstm(emb, state)  # [B, T, H]
-        # Under bf16 autocast the LSTM hands back a bf16 state; carry it in the weights' dtype.
+        # Under autocast the LSTM may hand back a bf16 state (on the CPU; on CUDA it runs in
+        # fp32, `unroll.nn.layers.AUTOCAST_RNN_HALF`): carry it in the weights' dtype.
         dtype = self.decoder.weight.dtype
         state = (h.to(dtype), c.to(dtype))
         logits = self.decoder(self.drop(out))  # [B, T, V]

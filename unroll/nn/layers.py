@@ -206,6 +206,7 @@ class _RNNBase(TorchTwin, nn.Module):
         bound = 1.0 / math.sqrt(self.hidden_size)
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
+        self.flatten_parameters()  # built with device="cuda": one cuDNN buffer, as after .to()
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -276,8 +277,9 @@ class _RNNBase(TorchTwin, nn.Module):
     def flatten_parameters(self) -> None:
         """Lay the weights out as one contiguous cuDNN buffer, as `torch.nn.LSTM` does.
 
-        CUDA only (a no-op elsewhere); called after ``.to()``/``.cuda()``. Without it cuDNN
-        compacts the weights on every call (and warns). Peepholes are not cuDNN weights.
+        CUDA only (a no-op elsewhere); called after ``.to()``/``.cuda()`` and by
+        `reset_parameters` (so a layer built with ``device="cuda"`` is flat too). Without it
+        cuDNN compacts the weights on every call (and warns). Peepholes are not cuDNN weights.
         """
         flat = self._flat_weights
         first = flat[0]
@@ -528,6 +530,13 @@ class _RNNBase(TorchTwin, nn.Module):
         """`torch._VF.lstm/gru/rnn_*` on a padded (batch_sizes None) or packed input."""
         raise NotImplementedError
 
+    def _torch_call_outside_autocast(self, x, batch_sizes, hx, batch_first):
+        """`_torch_call` with autocast off, in the weights' dtype (`_autocast_to_half`)."""
+        dtype = self.weight_ih_l0.dtype
+        with torch.autocast(x.device.type, enabled=False):
+            hx = None if hx is None else tuple(s.to(dtype) for s in hx)
+            return self._torch_call(x.to(dtype), batch_sizes, hx, batch_first)
+
     def _run_own(self, x: Tensor, hx, lengths: Tensor | None, impl: str):
         """Reference/fused path on time-major x (T, B, C): stacks layers and directions."""
         T, B = x.shape[0], x.shape[1]
@@ -609,6 +618,24 @@ class _RNNBase(TorchTwin, nn.Module):
 def _zero_padding(y: Tensor, valid: Tensor | None) -> Tensor:
     """y (T, B, ·) with zeros where valid (T, B) is False (as every implementation outputs)."""
     return y if valid is None else torch.where(valid.unsqueeze(2), y, y.new_zeros(()))
+
+
+# Device types whose autocast runs torch's fused RNN kernels in float16 whatever dtype autocast
+# was asked for: the autocast wrapper of cuDNN's RNN casts to half (torch's AutocastRNN.cpp). A
+# layer there runs torch's kernel outside autocast, in its weights' dtype (`_autocast_to_half`).
+AUTOCAST_RNN_HALF = ("cuda",)
+
+
+def _autocast_to_half(x: Tensor) -> bool:
+    """True where torch's RNN kernel would run `x` in float16 under an autocast that asked for
+    another dtype (bf16): a bf16 run would silently train its recurrent layers in fp16 (a
+    5-bit exponent, with no grad scaler). Those layers run in the weights' dtype instead."""
+    kind = x.device.type
+    return (
+        kind in AUTOCAST_RNN_HALF
+        and torch.is_autocast_enabled(kind)
+        and torch.get_autocast_dtype(kind) != torch.float16
+    )
 
 
 def _vf_lstm(x, batch_sizes, hx, flat, has_bias, num_layers, dropout, train, bidir, batch_first):
@@ -737,6 +764,8 @@ class LSTM(_RNNBase):
         return tuple(self._get(n, k) for n in ("weight_ci", "weight_cf", "weight_co"))
 
     def _torch_call(self, x, batch_sizes, hx, batch_first):
+        if _autocast_to_half(x):
+            return self._torch_call_outside_autocast(x, batch_sizes, hx, batch_first)
         flat, has_bias = self._flat_weights, self.bias
         if self.forget_bias:  # fold the constant into bias_ih of every layer/direction
             fb, folded = self._forget_bias_rows, []
@@ -854,6 +883,8 @@ class _HiddenStateRNN(_RNNBase):
         return _zero_padding(y, valid), (h,)
 
     def _torch_call(self, x, batch_sizes, hx, batch_first):
+        if _autocast_to_half(x):
+            return self._torch_call_outside_autocast(x, batch_sizes, hx, batch_first)
         if hx is None:
             B = int(batch_sizes[0]) if batch_sizes is not None else x.shape[0 if batch_first else 1]
             hx = self._zeros_state(x, B)

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -593,8 +594,9 @@ class GraphCache:
       - it is never used while a stream is being captured (an outer graph, e.g. the language
         model's captured step, captures the eager loop instead), and a shape is captured on
         its second call, so a one-off shape costs no capture.
-    A capture that fails turns the cache off for the process (``disabled`` says why); that
-    call's results come from the eager warm-up run. The price: capturing syncs the device once
+    A capture that fails turns the cache off for the process (``disabled`` says why, and a
+    UserWarning says so once, from whichever thread captured); that call's results come from
+    the eager warm-up run. The price: capturing syncs the device once
     per entry, and each entry keeps its buffers and graph memory until evicted (at most
     ``capacity`` entries, least recently used first; `clear` frees them all).
     Results equal the eager loops' up to the GEMM algorithm cuBLAS picks inside a capture.
@@ -645,6 +647,13 @@ class GraphCache:
                     replay = self.capture(lambda: loop(**static))
                 except Exception as e:  # noqa: BLE001 - a failed capture: eager from now on
                     self.disabled = f"capture failed ({type(e).__name__}: {e})"
+                    # Once (the cache stays off), from whichever thread captured: autograd runs
+                    # CUDA backward on its own thread, where nothing else would show it.
+                    warnings.warn(
+                        f"unroll: the Triton LSTM loops' graph cache is off for this process: "
+                        f"{self.disabled}; the loops run eagerly (same results, more launches)",
+                        stacklevel=2,
+                    )
                 else:
                     self.entries[key] = static, replay
                     if len(self.entries) > self.capacity:

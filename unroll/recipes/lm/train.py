@@ -37,6 +37,7 @@ from unroll.data.corpora import resolve_corpus, texts_directory
 from unroll.data.text import Corpus, Vocabulary
 from unroll.engine import distributed
 from unroll.engine.device import (
+    arithmetic,
     effective_precision,
     matmul_precision,
     num_threads,
@@ -173,7 +174,10 @@ def train(
             argv=argv,
             quiet=quiet,
             stream=stream,
-            extra_meta={"precision": effective_precision(device, config.precision)},
+            extra_meta={
+                "precision": effective_precision(device, config.precision),
+                "arithmetic": arithmetic(device, config.precision),
+            },
         ) as run,
     ):
         return _train(run, config, corpus, device, sample_tokens)
