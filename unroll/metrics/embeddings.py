@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from unroll import textio
 from unroll.errors import UserError
 
 ANALOGIES = "questions-words.txt"
@@ -60,12 +61,7 @@ def find_eval_file(name: str, path: str | os.PathLike | None = None) -> Path | N
 
 
 def _read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    return textio.read_lines(path)
 
 
 def read_analogies(path: str | os.PathLike) -> list[tuple[str, list[tuple[str, ...]]]]:

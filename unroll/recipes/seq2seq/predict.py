@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from unroll import textio
 from unroll.data import pairs as P
 from unroll.engine.recipe import Result
 from unroll.errors import UserError
@@ -82,6 +83,8 @@ def predict(
         raise UserError(f"--beam {beam}: expected an integer >= 1")
     if not 1 <= n_best <= beam:
         raise UserError(f"--n-best {n_best}: expected 1 to --beam ({beam})")
+    if attention_png is not None:
+        textio.output_file(attention_png, "--attention-png")
     translator = load_translator(path, checkpoint, device)
     sources = read_sources(translator, lines, source)
     if attention_png is not None:

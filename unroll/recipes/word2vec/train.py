@@ -100,7 +100,7 @@ def train(
     config.validate()
     device = resolve_device(config.device)
     _check_impl(config.impl, device)
-    files = EvalFiles.find(config.analogies, config.wordsim, config.simlex)
+    files = EvalFiles.find(config.analogies, config.wordsim, config.simlex).check()
     if corpus is None:
         corpus = build_corpus(
             config.data,
