@@ -179,9 +179,9 @@ def output_file(path: str | os.PathLike, flag: str) -> Path:
     when its directory does not exist or it is a directory itself."""
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"{flag} {path}: is a directory, expected a file name")
+        raise UserError(f"{flag} {path}: cannot write (it is a directory; expected a file name)")
     parent = path.parent
     if not parent.is_dir():
-        what = "is not a directory" if parent.exists() else "does not exist"
-        raise UserError(f"{flag} {path}: the directory {parent} {what}")
+        what = "not a directory" if parent.exists() else "no such directory"
+        raise UserError(f"{flag} {path}: cannot write ({what}: {parent})")
     return path

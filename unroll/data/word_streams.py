@@ -222,18 +222,12 @@ def build_corpus(
         if len(row):
             ids.append(row)
             lengths.append(len(row))
-    # A word and a context word: two words of the vocabulary in one sentence, and two distinct
-    # words for the noise to tell apart. Without them every step has no example and the run
-    # would report a loss of 0.
-    if len(vocab) < 2 or max(lengths, default=0) < 2:
-        what = (
-            f"{len(vocab)} word{'s' if len(vocab) != 1 else ''} in the vocabulary"
-            if len(vocab) < 2
-            else "no sentence (line) with two words in the vocabulary"
-        )
+    # A word and a context word: two words of the vocabulary in one sentence. Without one,
+    # every step has no example and the run would report a loss of 0.
+    if max(lengths, default=0) < 2:
         raise UserError(
-            f"{label}: {what} (min_count={min_count}), so there is no (word, context) pair to "
-            "train on; give more text or lower min_count"
+            f"{label}: no sentence (line) holds two words of the vocabulary (min_count="
+            f"{min_count}), so there is no (word, context) pair to train on; give more text"
         )
     starts = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=starts[1:])
