@@ -75,13 +75,16 @@ def split_lines(text: str, source: str, first: int = 1) -> list[str]:
     dropped, a lone ``\\r`` a `UserError` naming ``source:line`` (lines numbered from `first`).
     A text that ends with ``\\n`` has no empty line after it; an empty text has no lines."""
     lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the text ended with a line end (or was empty)
+    last = lines.pop()  # after the last \n: a last line without its end, or nothing
     for i, line in enumerate(lines):
         if line.endswith("\r"):
             line = lines[i] = line[:-1]
         if "\r" in line:
             raise UserError(f"{source}:{first + i}: {LONE_CR}")
+    if "\r" in last:  # (no \n after it: even a final \r is alone)
+        raise UserError(f"{source}:{first + len(lines)}: {LONE_CR}")
+    if last:
+        lines.append(last)
     return lines
 
 
