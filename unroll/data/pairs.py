@@ -17,6 +17,11 @@ reference an output may match (CMUdict lists several pronunciations of some word
     DIR       train.src/train.tgt, valid.src/valid.tgt (and test.src/test.tgt if present), one
               example a line, tokenised by characters or by whitespace.
 
+Files are read one line per example by `unroll.textio`'s rule (a line ends at ``\\n`` alone,
+so U+2028 or ``\\v`` inside a line cannot shift a source file against its target file). At
+word level, ``<pad>``, ``<s>`` and ``</s>`` in the data are refused with ``file:line``;
+``<unk>`` reads as the unknown word.
+
 Ids: ``<pad>`` 0, ``<s>`` 1, ``</s>`` 2, ``<unk>`` 3, then the training split's tokens by
 (-count, token), so the ids depend on the data alone. A target is written as
 

@@ -14,6 +14,11 @@ Tokenising (`tokenize`), as TensorFlow's PTB reader does at word level:
   ``" the  cat \\n"`` becomes ``t h e _ c a t <eos>``. Runs of whitespace and leading/trailing
   whitespace collapse; a literal ``_`` in the text is indistinguishable from a space.
 
+Files are read by `unroll.textio`'s rule: a line ends at ``\\n`` (or ``\\r\\n``) alone; other
+separators (U+2028, ``\\v``, ...) are whitespace inside the line; a lone ``\\r`` is refused with
+``file:line``. In a file read at word level, the word ``<eos>`` is refused with ``file:line``
+(it would read as a line end); ``<unk>`` is kept as the unknown word (PTB writes it so).
+
 The vocabulary is built from the training split only and ordered by (-count, word), so ids do
 not depend on dictionary order or on the machine (TensorFlow's ``_build_vocab``).
 """
