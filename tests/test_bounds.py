@@ -103,3 +103,19 @@ def test_the_decode_estimate_grows_as_beam_search_does():
     rows = 10 * 5
     assert decode_bytes(10, 5, 20, 30, 200, 64, 2) - base == 4 * rows * 3 * 100
     assert decode_bytes(10, 5, 20, 31, 100, 64, 2) - base == 4 * rows * (2 + 2 * 20)
+
+
+def test_word2vec_vectors_are_checked_against_memory(tmp_path, monkeypatch):
+    """dim 65,536 (within the cap) for a 10-word vocabulary is 5 MiB of vectors: on a 4 MiB
+    machine that is one line before the run directory exists."""
+    from unroll.recipes import word2vec
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(" ".join(f"w{i}" for i in range(10)) + "\n")
+    small_machine(monkeypatch, 4)
+    config = word2vec.Word2VecConfig(
+        data=str(corpus), min_count=1, dim=65536, plot_words=0, tensorboard=False
+    )
+    with pytest.raises(UserError, match="10 words x dim 65536 needs about .* GiB, more than"):
+        word2vec.train(config, out=tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()
