@@ -60,15 +60,11 @@ def find_eval_file(name: str, path: str | os.PathLike | None = None) -> Path | N
     return next((c for c in candidates if c.is_file()), None)
 
 
-def _read_lines(path: Path) -> list[str]:
-    return textio.read_lines(path)
-
-
 def read_analogies(path: str | os.PathLike) -> list[tuple[str, list[tuple[str, ...]]]]:
     """[(section, [(a, b, c, d), ...]), ...]; a malformed line is a `UserError` naming it."""
     path = Path(path)
     sections: list[tuple[str, list[tuple[str, ...]]]] = []
-    for number, line in enumerate(_read_lines(path), 1):
+    for number, line in enumerate(textio.read_lines(path), 1):
         if not line.strip():
             continue
         if line.startswith(":"):
@@ -92,7 +88,7 @@ def read_word_pairs(path: str | os.PathLike) -> list[tuple[str, str, float]]:
     """[(word1, word2, human score), ...] of a tab-separated file (``#`` lines skipped)."""
     path = Path(path)
     pairs = []
-    for number, line in enumerate(_read_lines(path), 1):
+    for number, line in enumerate(textio.read_lines(path), 1):
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split("\t")
