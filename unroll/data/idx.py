@@ -113,7 +113,9 @@ def _read_stream(path: Path, stream: BinaryIO, size: int, gz: bool) -> np.ndarra
             f"{path}: the IDX header says {shape} ({expected:,} bytes of data), more than a "
             f"gzip file of {size:,} bytes can hold"
         )
-    check_bytes(2 * expected, f"{path}: IDX data of {shape}", "is the header right?")
+    check_bytes(
+        2 * expected, f"{path}: IDX data of {shape}", "read it on a machine with more memory"
+    )
     data = stream.read(expected)
     if len(data) < expected:
         raise UserError(

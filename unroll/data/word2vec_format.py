@@ -163,7 +163,11 @@ def _check_length(path: Path, count: int, dim: int, shortest: int, have: int, un
             f"{path}: truncated: the header promises {count} vectors of {dim} {unit} (at least "
             f"{count * shortest:,} bytes), the file has {max(have, 0):,} after the header"
         )
-    check_bytes(count * dim * 4, f"{path}: {count} vectors of dimension {dim}", "a smaller file")
+    check_bytes(
+        count * dim * 4,
+        f"{path}: {count} vectors of dimension {dim}",
+        "read it on a machine with more memory",
+    )
 
 
 def _read_binary(path: Path, data: bytes, start: int, count: int, dim: int):
