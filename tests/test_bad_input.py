@@ -16,6 +16,7 @@ import io
 import pickle
 import shutil
 import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,29 @@ TINY = ["--device", "cpu", "--quiet", "threads=1", "tensorboard=false", "epochs=
 LM = ["hidden_size=8", "num_layers=1", "num_steps=4", "batch_size=2", "max_steps_per_epoch=4"]
 FC = ["hidden_size=8", "lookback=12", "horizon=4", "plot=false"]
 SC = ["hidden_size=8", "periods=8", "batch_size=4", "num_steps=10"]
+S2S = ["hidden_size=8", "embedding_size=4", "batch_size=16"]
+AE = ["hidden_sizes=4", "code_size=2"]
+W2V = ["dim=4", "min_count=1", "plot_words=0", "impl=torch", "batch_size=100"]
 SENTENCES = "the cat sat on the mat\na dog ran to the tree\nthe cat ran\n"
+
+
+def copy_lines(n: int, seed: int) -> str:
+    """`n` lines of 2-5 letters of a-f (a copy task: the target is the source)."""
+    return "".join(
+        "".join("abcdef"[(seed + i * 5 + j * 3) % 6] for j in range(2 + i % 4)) + "\n"
+        for i in range(n)
+    )
+
+
+def write_pairs(root: Path, edit: dict[str, str | bytes] | None = None) -> Path:
+    """DIR/{train,valid,test}.{src,tgt}: a tiny copy task; `edit` replaces whole files."""
+    root.mkdir(parents=True)
+    for seed, (split, n) in enumerate((("train", 60), ("valid", 12), ("test", 12))):
+        for side in ("src", "tgt"):
+            (root / f"{split}.{side}").write_text(copy_lines(n, seed), encoding="utf-8")
+    for name, text in (edit or {}).items():
+        (root / name).write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return root
 
 
 def idx(dims: tuple[int, ...], values: list[int], code: int = 0x08) -> bytes:
@@ -67,12 +90,18 @@ def world(tmp_path_factory) -> dict[str, Path]:
     img = write_idx_dir(root / "img")
     csv = root / "series.csv"
     csv.write_text(series_text())
-    w = {"root": root, "corpus": corpus, "img": img, "csv": csv}
+    pairs = write_pairs(root / "pairs")
+    text = root / "sentences.txt"
+    text.write_text(SENTENCES * 10, encoding="utf-8")
+    w = {"root": root, "corpus": corpus, "img": img, "csv": csv, "pairs": pairs, "text": text}
     for name, argv in (
         ("lm", ["lm", "train", "--data", str(corpus), *LM]),
         ("cl", ["classify", "train", "--data", str(img), "hidden_size=8"]),
         ("fc", ["forecast", "train", "--data", str(csv), *FC]),
         ("sc", ["sincos", "train", *SC]),
+        ("s2s", ["seq2seq", "train", "--data", str(pairs), *S2S]),
+        ("ae", ["autoencode", "train", *AE]),
+        ("w2v", ["word2vec", "train", "--data", str(text), *W2V]),
     ):
         w[name] = root / name
         assert main([*argv, *TINY, "--out", str(w[name])]) == 0
@@ -85,9 +114,10 @@ def world(tmp_path_factory) -> dict[str, Path]:
 @dataclass
 class Case:
     id: str
-    argv: list[str]  # {tmp} {out} {corpus} {img} {csv} {lm} {cl} {fc} {sc} are filled in
+    argv: list[str]  # {tmp} {out} and the world's names ({corpus} {lm} {s2s} ...) are filled in
     match: str  # a part of the error line
     setup: Callable[[Path, dict[str, Path]], None] | None = None
+    stdin: str | bytes | None = None  # what the command reads from stdin
 
 
 def file(name: str, content: str | bytes) -> Callable[[Path, dict[str, Path]], None]:
@@ -185,9 +215,416 @@ SC_TRAIN = ["sincos", "train", *SC, *TINY, "--out", "{out}"]
 PREDICT = ["forecast", "predict", "{tmp}/ckpt.pt", "--output", "{tmp}/f.csv"]
 
 
-def c(id: str, argv: list[str], match: str, setup: Callable | None = None) -> Case:
-    return Case(id, argv, match, setup)
+def c(
+    id: str,
+    argv: list[str],
+    match: str,
+    setup: Callable | None = None,
+    stdin: str | bytes | None = None,
+) -> Case:
+    return Case(id, argv, match, setup, stdin)
 
+
+def pairs_dir(**files: str | bytes) -> Callable[[Path, dict[str, Path]], None]:
+    """{tmp}/p: the tiny copy task, with `files` (``train_src="..."``) replaced."""
+
+    def setup(tmp: Path, world: dict[str, Path]) -> None:
+        write_pairs(tmp / "p", {k.replace("_", "."): v for k, v in files.items()})
+
+    return setup
+
+
+def gzip_idx(dims: tuple[int, ...], data: bytes, zeros: int = 0) -> Callable[[Path], None]:
+    """Edit an IDX directory: its training images become a gzip file of an IDX header for
+    `dims`, `data`, then `zeros` zero bytes (compressed 1000:1: a small file, a big stream)."""
+
+    def edit(d: Path) -> None:
+        z = zlib.compressobj(9, zlib.DEFLATED, 31)
+        parts = [z.compress(idx(dims, []) + data)]
+        block = bytes(1 << 20)
+        for _ in range(zeros >> 20):
+            parts.append(z.compress(block))
+        parts.append(z.flush())
+        (d / "train-images-idx3-ubyte").unlink()
+        (d / "train-images-idx3-ubyte.gz").write_bytes(b"".join(parts))
+
+    return edit
+
+
+S2S_TRAIN = ["seq2seq", "train", "--data", "{pairs}", *S2S, *TINY, "--out", "{out}"]
+S2S_DIR = ["seq2seq", "train", "--data", "{tmp}/p", *S2S, *TINY, "--out", "{out}"]
+AE_TRAIN = ["autoencode", "train", *AE, *TINY, "--out", "{out}"]
+W2V_TRAIN = ["word2vec", "train", "--data", "{text}", *W2V, *TINY, "--out", "{out}"]
+W2V_FILE = ["word2vec", "train", "--data", "{tmp}/t.txt", *W2V, *TINY, "--out", "{out}"]
+LINE_BREAK = "a carriage return (\\r) inside the line"
+KILO = "abcdef" * 170_000  # a 1 MB line
+
+# -- one rule for lines (records end at \n or \r\n; a lone \r is refused with file:line; other
+# separators stay inside their line), reserved tokens refused with file:line ---------------------
+LINES = [
+    c(
+        "lm corpus lone CR",
+        [*LM_TRAIN[:3], "{tmp}/c", *LM_TRAIN[4:]],
+        f"train.txt:2: {LINE_BREAK}",
+        corpus(train_txt="the cat sat\nthe dog\rran\n" * 6),
+    ),
+    c(
+        "lm corpus <eos> word",
+        [*LM_TRAIN[:3], "{tmp}/c", *LM_TRAIN[4:]],
+        "valid.txt:3: '<eos>' is reserved",
+        corpus(valid_txt="the cat\nthe dog\nthe <eos> ran\n"),
+    ),
+    c(
+        "classes.txt lone CR",
+        [*CL_TRAIN[:3], "{tmp}/i", *CL_TRAIN[4:]],
+        f"classes.txt:1: {LINE_BREAK}",
+        images(lambda d: (d / "classes.txt").write_bytes(b"zero\rone\rtwo\r")),
+    ),
+    c(
+        "csv lone CR",
+        FC_CSV,
+        f"s.csv:1: {LINE_BREAK}",
+        file("s.csv", series_text().replace("\n", "\r")),
+    ),
+    c(
+        "s2s pairs lone CR",
+        S2S_DIR,
+        f"train.src:3: {LINE_BREAK}",
+        pairs_dir(train_src="ab\ncd\nef\rab\n" + "abc\n" * 57),
+    ),
+    c(
+        "s2s pairs </s> word",
+        [*S2S_DIR, "tokens=word"],
+        "train.tgt:2: '</s>' is reserved",
+        pairs_dir(train_tgt="a b\nc </s> d\n" + "a\n" * 58),
+    ),
+    c(
+        "s2s pairs <pad> word",
+        [*S2S_DIR, "tokens=word"],
+        "valid.src:1: '<pad>' is reserved",
+        pairs_dir(valid_src="<pad> a\n" + "a\n" * 11),
+    ),
+    c(
+        "s2s pairs U+2028 keeps the lines",
+        S2S_DIR,
+        "train.src has 61 lines, train.tgt has 60",
+        pairs_dir(train_src="ab\u2028cd\n" * 61),
+    ),
+    c(
+        "s2s pairs latin1",
+        S2S_DIR,
+        "valid.tgt:2: not UTF-8 text (byte 0xe9",
+        pairs_dir(valid_tgt=b"ab\ncaf\xe9\n"),
+    ),
+    c(
+        "s2s predict stdin separator",
+        ["seq2seq", "predict", "{s2s}"],
+        "<stdin>:1: '\\u2028' is not in the model's source vocabulary",
+        stdin="abc\u2028abd\nabc\n",
+    ),
+    c(
+        "s2s predict stdin vertical tab",
+        ["seq2seq", "predict", "{s2s}", "--beam", "2"],
+        "<stdin>:2: '\\x0b' is not in the model's source vocabulary",
+        stdin="abc\nab\x0bcd\n",
+    ),
+    c(
+        "s2s predict stdin lone CR",
+        ["seq2seq", "predict", "{s2s}"],
+        f"<stdin>:1: {LINE_BREAK}",
+        stdin="abc\rabd\n",
+    ),
+    c(
+        "s2s predict stdin latin1",
+        ["seq2seq", "predict", "{s2s}"],
+        "<stdin>:2: not UTF-8 text (byte 0xe9",
+        stdin=b"abc\nab\xe9\n",
+    ),
+    c(
+        "s2s predict file lone CR",
+        ["seq2seq", "predict", "{s2s}", "{tmp}/in.txt"],
+        f"in.txt:2: {LINE_BREAK}",
+        file("in.txt", "abc\r\nab\rc\r\n"),
+    ),
+    c(
+        "s2s predict file missing",
+        ["seq2seq", "predict", "{s2s}", "{tmp}/none.txt"],
+        "none.txt: no such file",
+    ),
+    c(
+        "s2s predict file is a dir",
+        ["seq2seq", "predict", "{s2s}", "{tmp}"],
+        "is a directory, expected a text file",
+    ),
+    c("w2v corpus lone CR", W2V_FILE, f"t.txt:3: {LINE_BREAK}", file("t.txt", "a b\nc d\ne\rf\n")),
+    c("w2v corpus latin1", W2V_FILE, "t.txt:2: not UTF-8 text", file("t.txt", b"a b\nc\xe9 d\n")),
+    c(
+        "w2v vectors lone CR",
+        ["word2vec", "similar", "{tmp}/v.txt", "a"],
+        f"v.txt:3: {LINE_BREAK}",
+        file("v.txt", "2 2\na 1 2\nb 3\r4\n"),
+    ),
+    c(
+        "w2v analogies lone CR",
+        ["word2vec", "eval", "{w2v}", "--analogies", "{tmp}/q.txt"],
+        f"q.txt:2: {LINE_BREAK}",
+        file("q.txt", ": s\nthe cat\rsat on\n"),
+    ),
+]
+
+# -- sizes: one cap table for every recipe, memory checked before allocating -----------------
+BOUNDS = [
+    c(
+        "s2s num_layers 1e6",
+        [*S2S_TRAIN, "num_layers=1000000"],
+        f"num_layers=1000000: expected an integer from 1 to {MAX_LAYERS}",
+    ),
+    c("s2s hidden 20000", [*S2S_TRAIN, "hidden_size=20000"], "hidden_size=20000: expected an"),
+    c("s2s beam 1e6", [*S2S_TRAIN, "beam=1000000"], "beam=1000000: expected an integer from 1 to"),
+    c(
+        "s2s max_tokens 2e6, a 1 MB line",
+        [*S2S_DIR, "max_tokens=2000000"],
+        "max_tokens=2000000: expected an integer from 1 to",
+        pairs_dir(train_src=f"ab\n{KILO}\n" + "ab\n" * 58),
+    ),
+    c(
+        "s2s a 1 MB line",
+        S2S_DIR,
+        "train.src:2: 1020000 tokens, more than max_tokens=200",
+        pairs_dir(train_src=f"ab\n{KILO}\n" + "ab\n" * 58),
+    ),
+    c("s2s eval_batch 1e9", [*S2S_TRAIN, "eval_batch_size=1000000000"], "eval_batch_size=1000"),
+    c(
+        "ae num_layers 65536",
+        [*AE_TRAIN, "model=seq", "num_layers=65536"],
+        f"num_layers=65536: expected an integer from 1 to {MAX_LAYERS}",
+    ),
+    c("ae batch 1e9", [*AE_TRAIN, "batch_size=1000000000"], "batch_size=1000000000: expected"),
+    c("ae code 1e6", [*AE_TRAIN, "code_size=1000000"], "code_size=1000000: expected an integer"),
+    c("sc batch 1e9", [*SC_TRAIN, "batch_size=1000000000"], "batch_size=1000000000: expected"),
+    c("w2v dim 1e6", [*W2V_TRAIN, "dim=1000000"], "dim=1000000: expected an integer from 1"),
+    c("w2v max_vocab 1e9", [*W2V_TRAIN, "max_vocab=1000000000"], "max_vocab=1000000000"),
+    c(
+        "idx gzip bomb",
+        [*CL_TRAIN[:3], "{tmp}/i", *CL_TRAIN[4:]],
+        "more than 1 MiB of unexpected bytes after the IDX data (header says 30x4x4)",
+        images(gzip_idx((30, 4, 4), bytes(480), zeros=64 << 20)),
+    ),
+    c(
+        "idx gzip header promises too much",
+        [*CL_TRAIN[:3], "{tmp}/i", *CL_TRAIN[4:]],
+        "(5,000,000,000 bytes of data), more than a gzip file of",
+        images(gzip_idx((50_000, 10_000, 10), bytes(480))),
+    ),
+    c(
+        "w2v vectors header words 3e9",
+        ["word2vec", "similar", "{tmp}/v.bin", "a"],
+        "line 1: the header declares 3000000000 words of dimension 4: expected at most",
+        file("v.bin", b"3000000000 4\na " + bytes(16)),
+    ),
+    c(
+        "w2v vectors header dim 1e9",
+        ["word2vec", "analogy", "{tmp}/v.txt", "a", "b", "c"],
+        "the header declares 2 words of dimension 1000000000",
+        file("v.txt", b"2 1000000000\na 1\nb 2\n"),
+    ),
+    c(
+        "w2v vectors header promises too much",
+        ["word2vec", "export", "{tmp}/v.bin", "{tmp}/out.txt"],
+        "truncated: the header promises 20000000 vectors of 1000 float32",
+        file("v.bin", b"20000000 1000\na " + bytes(4000)),
+    ),
+]
+
+# -- output files: into a missing directory or onto a directory ------------------------------
+OUTPUTS = [
+    c(
+        "s2s predict attention png no dir",
+        ["seq2seq", "predict", "{s2s}", "--attention-png", "{tmp}/no/a.png"],
+        "no/a.png: cannot write (no such directory",
+        stdin="abc\n",
+    ),
+    c(
+        "s2s predict attention png is a dir",
+        ["seq2seq", "predict", "{s2s}", "--attention-png", "{tmp}"],
+        "cannot write (it is a directory",
+        stdin="abc\n",
+    ),
+    c(
+        "s2s eval png no dir",
+        ["seq2seq", "eval", "{s2s}", "--png", "{tmp}/no/a.png"],
+        "no/a.png: cannot write (no such directory",
+    ),
+    c(
+        "s2s eval png is a dir",
+        ["seq2seq", "eval", "{s2s}", "--png", "{tmp}"],
+        "cannot write (it is a directory",
+    ),
+    c(
+        "s2s eval png under a file",
+        ["seq2seq", "eval", "{s2s}", "--png", "{tmp}/f/a.png"],
+        "cannot write (not a directory",
+        file("f", "x"),
+    ),
+    c(
+        "w2v plot no dir",
+        ["word2vec", "plot", "{w2v}", "--out", "{tmp}/no/e.png", "--method", "pca"],
+        "no/e.png: cannot write (no such directory",
+    ),
+    c(
+        "w2v plot is a dir",
+        ["word2vec", "plot", "{w2v}", "--out", "{tmp}", "--method", "pca"],
+        "cannot write (it is a directory",
+    ),
+    c(
+        "w2v export no dir",
+        ["word2vec", "export", "{w2v}", "{tmp}/no/v.txt"],
+        "cannot write (no such directory",
+    ),
+    c("w2v export is a dir", ["word2vec", "export", "{w2v}", "{tmp}"], "cannot write"),
+    c(
+        "ae encode no dir",
+        ["autoencode", "encode", "{ae}", "--output", "{tmp}/no/c.npz"],
+        "cannot write",
+    ),
+    c("ae encode is a dir", ["autoencode", "encode", "{ae}", "--output", "{tmp}"], "cannot write"),
+    c(
+        "ae eval out is a file",
+        ["autoencode", "eval", "{ae}", "--out", "{tmp}/f"],
+        "exists and is not a directory",
+        file("f", "x"),
+    ),
+    c(
+        "ae fewlabels out is a file",
+        ["autoencode", "fewlabels", "{ae}", "--out", "{tmp}/f"],
+        "exists and is not a directory",
+        file("f", "x"),
+    ),
+]
+
+SEQ2SEQ = [
+    c("s2s data missing", [*S2S_TRAIN[:3], "{tmp}/none", *S2S_TRAIN[4:]], "data='"),
+    c("s2s attention", [*S2S_TRAIN, "attention=luong"], "attention='luong': expected one of"),
+    c("s2s odd hidden", [*S2S_TRAIN, "hidden_size=7"], "hidden_size=7: expected even"),
+    c(
+        "s2s pair counts",
+        S2S_DIR,
+        "has 59 lines, train.tgt has 60",
+        pairs_dir(train_src="ab\n" * 59),
+    ),
+    c("s2s eval beam 1e6", ["seq2seq", "eval", "{s2s}", "--beam", "1000000"], "--beam 1000000"),
+    c("s2s eval missing", ["seq2seq", "eval", "{tmp}/none"], "no such checkpoint file"),
+    c(
+        "s2s predict beam 1e6",
+        ["seq2seq", "predict", "{s2s}", "--beam", "1000000"],
+        "--beam 1000000: expected an integer from 1 to",
+        stdin="abc\n",
+    ),
+    c(
+        "s2s predict unknown token",
+        ["seq2seq", "predict", "{s2s}"],
+        "<stdin>:1: 'z' is not in the model's source vocabulary",
+        stdin="abz\n",
+    ),
+    c(
+        "s2s ckpt nan",
+        ["seq2seq", "predict", "{tmp}/ckpt.pt"],
+        "holds inf or nan",
+        checkpoint("s2s", nan_weights),
+        stdin="abc\n",
+    ),
+]
+
+AUTOENCODE = [
+    c("ae model", [*AE_TRAIN, "model=vae"], "model='vae'"),
+    c("ae hidden_sizes", [*AE_TRAIN, "hidden_sizes=4,x"], "hidden_sizes='4,x': expected"),
+    c("ae eval missing", ["autoencode", "eval", "{tmp}/none"], "no such checkpoint file"),
+    c("ae encode empty dir", ["autoencode", "encode", "{tmp}"], "no checkpoints/best.pt"),
+    c(
+        "ae fewlabels fractions",
+        ["autoencode", "fewlabels", "{ae}", "fractions=0,2"],
+        "fractions='0,2': expected",
+    ),
+    c(
+        "ae csv lone CR",
+        ["autoencode", "train", "--data", "{tmp}/s.csv", "model=seq", "window=8", *TINY],
+        f"s.csv:1: {LINE_BREAK}",
+        file("s.csv", series_text().replace("\n", "\r")),
+    ),
+]
+
+WORD2VEC = [
+    c(
+        "w2v one-word corpus",
+        W2V_FILE,
+        "no sentence (line) holds two words of the vocabulary",
+        file("t.txt", "word\n"),
+    ),
+    c(
+        "w2v one word a line",
+        W2V_FILE,
+        "no sentence (line) holds two words of the vocabulary",
+        file("t.txt", "cat\ndog\ncat\n"),
+    ),
+    c("w2v ns_exponent 1e300", [*W2V_TRAIN, "ns_exponent=1e300"], "ns_exponent=1e+300: expected"),
+    c("w2v ns_exponent -1e300", [*W2V_TRAIN, "ns_exponent=-1e300"], "ns_exponent=-1e+300"),
+    c("w2v ns_exponent nan", [*W2V_TRAIN, "ns_exponent=nan"], "ns_exponent=nan: expected"),
+    c("w2v sg 2", [*W2V_TRAIN, "sg=2"], "sg=2: expected 0 (cbow) or 1 (skipgram)"),
+    c("w2v sg word", [*W2V_TRAIN, "sg=yes"], "sg='yes': expected a number"),
+    c(
+        "w2v analogies malformed",
+        [*W2V_TRAIN, "analogies={tmp}/q.txt"],
+        "q.txt:2: expected 4 words 'a b c d'",
+        file("q.txt", ": s\nthe cat sat\n"),
+    ),
+    c(
+        "w2v wordsim malformed",
+        [*W2V_TRAIN, "wordsim={tmp}/ws.tsv"],
+        "ws.tsv:1: expected 'word1<TAB>word2<TAB>score'",
+        file("ws.tsv", "cat dog 3\n"),
+    ),
+    c("w2v analogies missing", [*W2V_TRAIN, "analogies={tmp}/none"], "none: no such file"),
+    c(
+        "w2v eval restrict-vocab 0",
+        ["word2vec", "eval", "{w2v}", "--restrict-vocab", "0"],
+        "--restrict-vocab 0: expected",
+    ),
+    c("w2v similar unknown", ["word2vec", "similar", "{w2v}", "zebra"], "'zebra' is not in"),
+    c("w2v similar topn 0", ["word2vec", "similar", "{w2v}", "cat", "--topn", "0"], "--topn 0"),
+    c(
+        "w2v analogy topn 0",
+        ["word2vec", "analogy", "{w2v}", "a", "b", "c", "--topn", "0"],
+        "--topn",
+    ),
+    c(
+        "w2v vectors nan",
+        ["word2vec", "similar", "{tmp}/v.txt", "a"],
+        "v.txt: line 3: the vector of 'b' holds inf or nan",
+        file("v.txt", "2 2\na 1 2\nb nan 4\n"),
+    ),
+    c(
+        "w2v vectors inf binary",
+        ["word2vec", "similar", "{tmp}/v.bin", "a"],
+        "v.bin: record 1: the vector of 'a' holds inf or nan",
+        file("v.bin", b"1 2\na " + struct.pack("<2f", float("inf"), 1.0) + b"\n"),
+    ),
+    c(
+        "w2v ckpt nan",
+        ["word2vec", "similar", "{tmp}/ckpt.pt", "cat"],
+        "holds inf or nan",
+        checkpoint("w2v", nan_weights),
+    ),
+    c(
+        "w2v plot words 1",
+        ["word2vec", "plot", "{w2v}", "--out", "{tmp}/e.png", "--words", "1"],
+        "--words 1",
+    ),
+]
+
+PRESETS = [
+    c(f"{recipe} presets stray", [recipe, "presets", "x"], "unrecognized argument 'x'")
+    for recipe in ("lm", "classify", "forecast", "sincos", "seq2seq", "autoencode", "word2vec")
+]
 
 CASES = [
     # -- config values, every recipe ---------------------------------------------------------
@@ -215,7 +652,7 @@ CASES = [
     c(
         "lm num_layers",
         [*LM_TRAIN, "num_layers=100000"],
-        f"num_layers=100000: expected 1 to {MAX_LAYERS}",
+        f"num_layers=100000: expected an integer from 1 to {MAX_LAYERS}",
     ),
     c("lm embedding 1e8", [*LM_TRAIN, "embedding_size=100000000"], "embedding_size=100000000"),
     c("lm hidden 1e8", [*LM_TRAIN, "hidden_size=100000000"], "hidden_size=100000000: expected"),
@@ -245,7 +682,11 @@ CASES = [
         [*CL_TRAIN, "valid_fraction=0.99"],
         "leaves no training examples of 30",
     ),
-    c("cl num_layers", [*CL_TRAIN, "num_layers=10000000"], "num_layers=10000000: expected 1 to"),
+    c(
+        "cl num_layers",
+        [*CL_TRAIN, "num_layers=10000000"],
+        "num_layers=10000000: expected an integer from 1 to",
+    ),
     c(
         "cl hidden 65536",
         [*CL_TRAIN, "hidden_size=65536", "num_layers=50"],
@@ -275,7 +716,11 @@ CASES = [
     c("fc fractions", [*FC_TRAIN, "valid_fraction=0.5", "test_fraction=0.5"], "their sum below 1"),
     c("fc fill", [*FC_TRAIN, "fill=zero"], "fill='zero': expected one of none"),
     c("fc recursive inputs", [*FC_TRAIN, "mode=recursive", "inputs=y"], "mode=recursive feeds"),
-    c("fc num_layers", [*FC_TRAIN, "num_layers=1000000"], "num_layers=1000000: expected 1 to"),
+    c(
+        "fc num_layers",
+        [*FC_TRAIN, "num_layers=1000000"],
+        "num_layers=1000000: expected an integer from 1 to",
+    ),
     c("fc model too big", [*FC_TRAIN, "hidden_size=65536"], "more than this machine's"),
     c("sc data", [*SC_TRAIN, "data=x"], "data='x': expected sin-cos"),
     c("sc old name", [*SC_TRAIN, "bptt=0"], "num_steps=0: expected an integer >= 1"),
@@ -415,7 +860,9 @@ CASES = [
         [*CL_TRAIN[:3], "{tmp}/i", *CL_TRAIN[4:]],
         "corrupt or truncated gzip",
         images(
-            lambda d: (d / "train-labels-idx1-ubyte").write_bytes(gzip.compress(b"x" * 99)[:20])
+            lambda d: (d / "train-labels-idx1-ubyte").write_bytes(
+                gzip.compress(idx((30,), [i * 7 % 256 for i in range(30)]))[:30]
+            )
         ),
     ),
     c(
@@ -464,7 +911,12 @@ CASES = [
     ),
     c("csv empty", FC_CSV, "empty file", file("s.csv", "")),
     c("csv header only", FC_CSV, "no data rows", file("s.csv", "t,y\n")),
-    c("csv latin1", FC_CSV, "not a readable CSV file", file("s.csv", b"t,y\n0,caf\xe9\n")),
+    c(
+        "csv latin1",
+        FC_CSV,
+        "s.csv:2: not UTF-8 text (byte 0xe9",
+        file("s.csv", b"t,y\n0,caf\xe9\n"),
+    ),
     c(
         "csv long field",
         FC_CSV,
@@ -980,6 +1432,13 @@ CASES = [
         [*CL_TRAIN[:3], "fashion-mnist", *CL_TRAIN[4:]],
         "could not download http://127.0.0.1",
     ),
+    *LINES,
+    *BOUNDS,
+    *OUTPUTS,
+    *SEQ2SEQ,
+    *AUTOENCODE,
+    *WORD2VEC,
+    *PRESETS,
 ]
 
 
@@ -1016,6 +1475,9 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(
         case.setup(tmp_path, world)
     paths = {k: str(v) for k, v in world.items()}
     argv = [a.format(tmp=tmp_path, out=tmp_path / "out", **paths) for a in case.argv]
+    if case.stdin is not None:  # bytes behind a text stream, as a terminal or a pipe gives
+        data = case.stdin.encode("utf-8") if isinstance(case.stdin, str) else case.stdin
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
     before = _snapshot(tmp_path, world["root"])
     capsys.readouterr()
     code = main(argv)
@@ -1028,13 +1490,32 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(
     assert _snapshot(tmp_path, world["root"]) == before  # nothing made, changed or left
 
 
+def _cli_commands() -> set[tuple[str, str]]:
+    """Every (recipe, command) the command line has, read from its parser."""
+    import argparse
+
+    from unroll.cli import build_parser
+
+    def choices(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return sub.choices
+
+    return {
+        (recipe, command)
+        for recipe, recipe_parser in choices(build_parser()).items()
+        for command in choices(recipe_parser)
+    }
+
+
 def test_the_table_covers_every_command():
+    """Every command of every recipe, as the parser lists them (a new one must join the
+    table), has bad-input cases."""
     commands = {tuple(case.argv[:2]) for case in CASES if len(case.argv) >= 2}
-    for command in [("lm", "train"), ("lm", "eval"), ("lm", "generate"), ("classify", "train"),
-                    ("classify", "eval"), ("forecast", "train"), ("forecast", "predict"),
-                    ("sincos", "train")]:  # fmt: skip
-        assert command in commands, command
-    assert len(CASES) >= 122
+    listed = _cli_commands()
+    assert len(listed) >= 27 and ("word2vec", "plot") in listed  # the parser was read
+    missing = sorted(listed - commands)
+    assert not missing, missing
+    assert len(CASES) >= 240
     assert len({case.id for case in CASES}) == len(CASES)
 
 

@@ -89,3 +89,37 @@ def test_typed_values_from_files_are_checked():
     for bad, match in (({"n": 1.5}, "expected an integer"), ({"flag": 1}, "expected a boolean")):
         with pytest.raises(UserError, match=match):
             apply_overrides(T(), bad)
+
+
+# -- one cap table for every recipe (unroll.limits.CAPS) ----------------------------------------
+
+
+def _recipe_configs():
+    from unroll.recipes import autoencode, classify, forecast, lm, seq2seq, sincos, word2vec
+
+    return [
+        r.RECIPE.config for r in (lm, classify, forecast, sincos, seq2seq, autoencode, word2vec)
+    ]
+
+
+@pytest.mark.parametrize("cls", _recipe_configs(), ids=lambda cls: cls.__name__)
+def test_every_recipe_caps_every_size_field_from_the_one_table(cls):
+    """Each size field a recipe has is capped (seq2seq's num_layers=1000000 used to hang,
+    autoencode took 65,536 layers), and no recipe loosens the shared table."""
+    import dataclasses
+
+    from unroll.limits import CAPS
+
+    for name, (low, high) in cls.CAPS.items():
+        assert high <= CAPS[name][1] and low >= CAPS[name][0], (cls.__name__, name)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    checked = [name for name in CAPS if name in fields]
+    assert checked, cls.__name__
+    for name in checked:
+        high = cls.CAPS[name][1]
+        with pytest.raises(UserError) as e:
+            apply_overrides(cls(), {name: high + 1}).validate()
+        assert (
+            str(e.value)
+            == f"{name}={high + 1}: expected an integer from {cls.CAPS[name][0]} to {high}"
+        )

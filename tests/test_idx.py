@@ -124,3 +124,45 @@ def test_real_fashion_mnist_counts():
     )
     assert x.shape == (10000, 28, 28) and y.shape == (10000,)
     assert np.bincount(y).tolist() == [1000] * 10
+
+
+def _gzip_stream(head: bytes, zeros: int) -> bytes:
+    """gzip of `head` and `zeros` zero bytes, compressed as they come (1000:1)."""
+    import zlib
+
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [z.compress(head)]
+    for _ in range(zeros >> 20):
+        parts.append(z.compress(bytes(1 << 20)))
+    return b"".join([*parts, z.flush()])
+
+
+def test_a_gzip_bomb_is_not_decompressed(tmp_path):
+    """A 130 kB gzip file of a 4x4 IDX header, its data, then 128 MB of zeros: refused after
+    reading the data and one more MiB, not after decompressing it all (the old reader held
+    the 128 MB, and 6.5 GB for a 3 MB file)."""
+    import tracemalloc
+
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    path.write_bytes(_gzip_stream(idx_bytes(0x08, (1, 4, 4), bytes(16)), 128 << 20))
+    assert path.stat().st_size < 200_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(UserError, match="more than 1 MiB of unexpected bytes after the IDX"):
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, peak
+
+
+def test_a_header_is_checked_against_the_file_before_the_data_is_read(tmp_path, monkeypatch):
+    # gzip: 60000 images of 28x28 (47 MB) cannot come out of 40 bytes
+    path = write(tmp_path / "g.gz", idx_bytes(0x08, (60_000, 28, 28), bytes(8)), gz=True)
+    with pytest.raises(UserError, match=r"\(47,040,000 bytes of data\), more than a gzip file"):
+        read_idx(path)
+    # a stream that fits the ratio but not the machine (here: 1 MiB of memory)
+    monkeypatch.setattr("unroll.limits.physical_memory", lambda: 1 << 20)
+    path.write_bytes(_gzip_stream(idx_bytes(0x08, (2, 1024, 1024), b""), 2 << 20))
+    with pytest.raises(UserError, match=r"IDX data of 2x1024x1024 needs about .* GiB, more than"):
+        read_idx(path)

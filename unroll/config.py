@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from unroll.errors import UserError
+from unroll.limits import CAPS
+from unroll.limits import MAX_LAYERS as MAX_LAYERS  # (re-exported: the recipes' old name)
 
 C = TypeVar("C")
 logger = logging.getLogger(__name__)
@@ -56,9 +58,13 @@ class RunConfig:
     ALIASES: ClassVar[dict[str, Alias]] = {}
     # Fields a resumed run may change; the rest must match the run it continues.
     RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs", "device", "threads", "tensorboard")
+    # The largest value of each size field (`unroll.limits.CAPS`, shared by every recipe; a
+    # recipe may tighten a cap, never loosen it).
+    CAPS: ClassVar[dict[str, tuple[int, int]]] = CAPS
 
     def validate(self) -> None:
         """A `UserError` naming the first field whose value cannot work."""
+        check_caps(self)
         check(self, "epochs", self.epochs >= 1, "an integer >= 1")
         check(self, "batch_size", self.batch_size >= 1, "an integer >= 1")
         check(self, "lr", math.isfinite(self.lr) and self.lr > 0, "a number > 0")
@@ -73,9 +79,16 @@ class RunConfig:
         )
 
 
-# Stacked recurrent layers a config may ask for: the deepest published stacks are around ten;
-# a hundred thousand (a typo) would take hours just to build.
-MAX_LAYERS = 100
+def check_caps(config: Any) -> None:
+    """A `UserError` for the first field above its cap in ``type(config).CAPS`` (fields the
+    config does not have, and None values, are skipped; lower bounds are the recipe's)."""
+    names = {f.name for f in dataclasses.fields(config)}
+    for name, (low, high) in getattr(type(config), "CAPS", CAPS).items():
+        value = getattr(config, name, None) if name in names else None
+        if isinstance(value, int) and not isinstance(value, bool) and value > high:
+            raise UserError(f"{name}={value!r}: expected an integer from {low} to {high}")
+
+
 SEED_RANGE = "an integer from -2**63 to 2**64 - 1"  # what torch's generators take
 
 
@@ -273,6 +286,8 @@ def _resolve_alias(cls: type, key: str, value: Any, source: str) -> tuple[str, A
     new, convert = alias
     try:
         converted = convert(_convert(key, value, float) if isinstance(value, str) else value)
+    except UserError:  # the converter's own one-line message
+        raise
     except (TypeError, ValueError):
         raise UserError(f"{key}={value!r}: expected a number") from None
     logger.warning("%s: %s is now %s (converted: %s=%r)", source, key, new, new, converted)

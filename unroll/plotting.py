@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from unroll.engine.checkpoint import atomic_write_bytes
+from unroll.errors import UserError
 
 MISSING_MATPLOTLIB = "matplotlib is not installed (pip install 'unroll[plot]')"
 
@@ -29,9 +30,17 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
+    """Write the figure; a path that cannot be written (no such directory, a directory, a
+    full disk) is a one-line `UserError` naming it."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a PNG file name")
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as e:
+        raise UserError(f"{path}: cannot write ({e.strerror or e})") from None
     return path
 
 

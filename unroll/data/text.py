@@ -14,6 +14,11 @@ Tokenising (`tokenize`), as TensorFlow's PTB reader does at word level:
   ``" the  cat \\n"`` becomes ``t h e _ c a t <eos>``. Runs of whitespace and leading/trailing
   whitespace collapse; a literal ``_`` in the text is indistinguishable from a space.
 
+Files are read by `unroll.textio`'s rule: a line ends at ``\\n`` (or ``\\r\\n``) alone; other
+separators (U+2028, ``\\v``, ...) are whitespace inside the line; a lone ``\\r`` is refused with
+``file:line``. In a file read at word level, the word ``<eos>`` is refused with ``file:line``
+(it would read as a line end); ``<unk>`` is kept as the unknown word (PTB writes it so).
+
 The vocabulary is built from the training split only and ordered by (-count, word), so ids do
 not depend on dictionary order or on the machine (TensorFlow's ``_build_vocab``).
 """
@@ -30,6 +35,7 @@ from typing import Literal
 import torch
 
 from unroll.errors import UserError
+from unroll.textio import check_reserved, read_lines
 
 EOS = "<eos>"
 UNK = "<unk>"
@@ -178,41 +184,42 @@ def _char_tokens(words: list[str]) -> list[str]:
 
 
 def tokenize(text: str, level: Literal["word", "char"] = "word") -> list[str]:
-    """Tokens of `text`, with ``<eos>`` at every line end (see the module docstring)."""
+    """Tokens of `text`, with ``<eos>`` at every line end (see the module docstring). Lines
+    end at ``\\n`` alone (`unroll.textio`), so a ``\\r`` before it is whitespace here."""
     _check_level(level)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the text ended with a newline: no extra empty line after it
+    return tokenize_lines(lines, level)
+
+
+def tokenize_lines(
+    lines: Iterable[str], level: Literal["word", "char"] = "word", source: str | None = None
+) -> list[str]:
+    """Tokens of `lines`, ``<eos>`` after each. With a `source` (a file), a word ``<eos>`` in
+    the text is a `UserError` naming ``source:line``: it would read as a line end. (A word
+    ``<unk>`` is kept: it is the unknown word, as PTB writes it.)"""
     tokens: list[str] = []
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         words = line.split()
-        tokens.extend(words if level == "word" else _char_tokens(words))
+        if level == "word":
+            if source is not None and EOS in words:
+                check_reserved(words, (EOS,), source, number, "the end of a line")
+            tokens.extend(words)
+        else:
+            tokens.extend(_char_tokens(words))
         tokens.append(EOS)
     return tokens
 
 
 def read_text_file(path: str | os.PathLike, level: Literal["word", "char"] = "word") -> list[str]:
-    """The tokens of a UTF-8 text file; a missing, empty or non-UTF-8 file is a `UserError`."""
+    """The tokens of a UTF-8 text file; a missing, empty or non-UTF-8 file, a lone ``\\r``
+    or a word ``<eos>`` is a `UserError` naming the file (and line)."""
     _check_level(level)
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a text file") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        text = data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is no word
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise UserError(
-            f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})"
-        ) from None
-    if not text.strip():
+    lines = read_lines(path)
+    if not any(line.strip() for line in lines):
         raise UserError(f"{path}: file is empty")
-    return tokenize(text, level)
+    return tokenize_lines(lines, level, source=str(path))
 
 
 @dataclass

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from unroll import textio
 from unroll.errors import UserError
 
 Fill = Literal["none", "interpolate", "ffill", "drop"]
@@ -126,19 +127,15 @@ def read_csv(
     inputs = list(inputs or [])
     if fill not in FILLS:
         raise UserError(f"--fill {fill!r}: expected one of {', '.join(FILLS)}")
+    # Lines as every reader reads them (`unroll.textio`: a record ends at \n or \r\n, never
+    # at a lone \r), each given back to the csv module with its \n.
+    lines = textio.read_lines(path, "a CSV file")
+    reader = csv.reader(line + "\n" for line in lines)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            # (line number, fields) of each non-blank row; a quoted field may span lines
-            numbered = [(reader.line_num, r) for r in reader if any(cell.strip() for cell in r)]
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a CSV file") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise UserError(f"{path}: not a readable CSV file ({e})") from None
+        # (line number, fields) of each non-blank row; a quoted field may span lines
+        numbered = [(reader.line_num, r) for r in reader if any(cell.strip() for cell in r)]
+    except csv.Error as e:
+        raise UserError(f"{path}: line {reader.line_num}: not a readable CSV file ({e})") from None
     if not numbered:
         raise UserError(f"{path}: empty file, expected a header row and data rows")
     header = [h.strip() for h in numbered[0][1]]

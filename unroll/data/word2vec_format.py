@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from unroll.errors import UserError
+from unroll.limits import MAX_DIM, MAX_VOCABULARY, check_bytes
+from unroll.textio import read_bytes, split_lines
 
 
 def format_word2vec(words: Sequence[str], vectors: np.ndarray, binary: bool = False) -> bytes:
@@ -64,12 +66,11 @@ def read_word2vec(
     path: str | os.PathLike, binary: bool | None = None
 ) -> tuple[list[str], np.ndarray]:
     """(words, vectors (V, D) float32) of a word2vec file; `binary` None tells the format from
-    the first record."""
+    the first record. The header is checked before anything is allocated: V and D within
+    `unroll.limits` (``MAX_VOCABULARY``, ``MAX_DIM``), and the file long enough for what it
+    promises; a value that is not finite (nan, inf) is refused with its line or record."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    data = read_bytes(path, "a word2vec vectors file")
     end = data.find(b"\n")
     header = data[: end if end >= 0 else len(data)].split()
     try:
@@ -81,11 +82,24 @@ def read_word2vec(
             f"{path}: line 1: expected the header 'V D' (number of words, dimension), got "
             f"{data[:40]!r}"
         ) from None
+    if count > MAX_VOCABULARY or dim > MAX_DIM:
+        raise UserError(
+            f"{path}: line 1: the header declares {count} words of dimension {dim}: expected "
+            f"at most {MAX_VOCABULARY:,} words and dimension {MAX_DIM:,}"
+        )
     body = end + 1
     if binary is None:
         binary = not _looks_like_text(data, body, dim)
     read = _read_binary if binary else _read_text
     words, vectors = read(path, data, body, count, dim)
+    bad = ~np.isfinite(vectors).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        where = f"record {i + 1}" if binary else f"line {i + 2}"
+        raise UserError(
+            f"{path}: {where}: the vector of {words[i]!r} holds inf or nan (expected finite "
+            f"numbers)"
+        )
     seen: set[str] = set()
     for i, w in enumerate(words):
         if w in seen:
@@ -113,17 +127,17 @@ def _is_number(text: str) -> bool:
 
 def _read_text(path: Path, data: bytes, start: int, count: int, dim: int):
     try:
-        lines = data[start:].decode("utf-8").split("\n")
+        text = data[start:].decode("utf-8")
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not UTF-8 text ({e.reason}); is it a binary file?") from None
-    if lines and lines[-1] == "":
-        lines.pop()
+    lines = split_lines(text, str(path), first=2)  # (the one rule: lines end at \n alone)
     if len(lines) < count:
         raise UserError(
             f"{path}: truncated: the header promises {count} vectors, the file has {len(lines)}"
         )
     if any(line.strip() for line in lines[count:]):
         raise UserError(f"{path}: more lines than the {count} vectors the header promises")
+    _check_length(path, count, dim, 1 + 2 * dim, len(text), "numbers")  # "w" + " 0" * D
     words, vectors = [], np.empty((count, dim), dtype=np.float32)
     for i, line in enumerate(lines[:count]):
         fields = line.rstrip().split(" ")
@@ -141,8 +155,24 @@ def _read_text(path: Path, data: bytes, start: int, count: int, dim: int):
     return words, vectors
 
 
+def _check_length(path: Path, count: int, dim: int, shortest: int, have: int, unit: str) -> None:
+    """A `UserError` before anything is allocated when the file is shorter than `count` records
+    of at least `shortest` bytes each can be (a header that promises too much)."""
+    if count * shortest > have + 1:
+        raise UserError(
+            f"{path}: truncated: the header promises {count} vectors of {dim} {unit} (at least "
+            f"{count * shortest:,} bytes), the file has {max(have, 0):,} after the header"
+        )
+    check_bytes(
+        count * dim * 4,
+        f"{path}: {count} vectors of dimension {dim}",
+        "read it on a machine with more memory",
+    )
+
+
 def _read_binary(path: Path, data: bytes, start: int, count: int, dim: int):
     size = 4 * dim
+    _check_length(path, count, dim, 2 + size, len(data) - start, "float32")  # "w " + 4·D bytes
     words, vectors = [], np.empty((count, dim), dtype=np.float32)
     pos = start
     for i in range(count):

@@ -37,11 +37,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unroll import textio
 from unroll.data.text import EMBEDDED_NAMES, Vocabulary
 from unroll.errors import UserError
 
 MAX_SENTENCE_LENGTH = 10_000  # gensim's MAX_WORDS_IN_BATCH
-_BLOCK = 1 << 22  # characters read at a time
+_BLOCK = 1 << 22  # bytes read at a time
 _LAST_WORD = re.compile(r"\S+$")
 
 
@@ -139,31 +140,27 @@ def _cut(lines: Iterable[list[str]], max_len: int) -> Iterator[list[str]]:
 
 
 def _file_sentences(path: Path, max_len: int) -> Iterator[list[str]]:
-    """The sentences of a text file, read in blocks of `_BLOCK` characters.
+    """The sentences of a text file, read in blocks (`unroll.textio.iter_line_parts`: lines end
+    at ``\\n`` alone, whatever other separators a line holds).
 
-    A block may end inside a word (kept for the next block) and inside a line (its words wait
+    A block may end inside a word (kept for the next part) and inside a line (its words wait
     in `pending` until the line ends or `max_len` of them make a sentence)."""
     pending: list[str] = []
     carry = ""
-    try:
-        with open(path, encoding="utf-8") as f:
-            while block := f.read(_BLOCK):
-                lines = (carry + block).split("\n")
-                last = lines.pop()  # not finished yet
-                for line in lines:
-                    pending.extend(line.split())
-                    yield from _full(pending, max_len)
-                    if pending:
-                        yield pending
-                    pending = []
-                m = _LAST_WORD.search(last)
-                carry = m.group(0) if m else ""
-                pending.extend(last[: m.start()].split() if m else last.split())
-                yield from _full(pending, max_len)
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    for part, ends_line in textio.iter_line_parts(path, _BLOCK):
+        text = carry + part
+        if ends_line:
+            pending.extend(text.split())
+            carry = ""
+            yield from _full(pending, max_len)
+            if pending:
+                yield pending
+            pending = []
+            continue
+        m = _LAST_WORD.search(text)  # the line goes on: its last word may too
+        carry = m.group(0) if m else ""
+        pending.extend(text[: m.start()].split() if m else text.split())
+        yield from _full(pending, max_len)
     pending.extend(carry.split())
     yield from _full(pending, max_len)
     if pending:
@@ -225,6 +222,13 @@ def build_corpus(
         if len(row):
             ids.append(row)
             lengths.append(len(row))
+    # A word and a context word: two words of the vocabulary in one sentence. Without one,
+    # every step has no example and the run would report a loss of 0.
+    if max(lengths, default=0) < 2:
+        raise UserError(
+            f"{label}: no sentence (line) holds two words of the vocabulary (min_count="
+            f"{min_count}), so there is no (word, context) pair to train on; give more text"
+        )
     starts = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=starts[1:])
     return WordCorpus(

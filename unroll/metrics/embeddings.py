@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from unroll import textio
 from unroll.errors import UserError
 
 ANALOGIES = "questions-words.txt"
@@ -61,20 +62,11 @@ def find_eval_file(name: str, path: str | os.PathLike | None = None) -> Path | N
     return next((c for c in candidates if c.is_file()), None)
 
 
-def _read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
-
-
 def read_analogies(path: str | os.PathLike) -> list[tuple[str, list[tuple[str, ...]]]]:
     """[(section, [(a, b, c, d), ...]), ...]; a malformed line is a `UserError` naming it."""
     path = Path(path)
     sections: list[tuple[str, list[tuple[str, ...]]]] = []
-    for number, line in enumerate(_read_lines(path), 1):
+    for number, line in enumerate(textio.read_lines(path), 1):
         if not line.strip():
             continue
         if line.startswith(":"):
@@ -98,7 +90,7 @@ def read_word_pairs(path: str | os.PathLike) -> list[tuple[str, str, float]]:
     """[(word1, word2, human score), ...] of a tab-separated file (``#`` lines skipped)."""
     path = Path(path)
     pairs = []
-    for number, line in enumerate(_read_lines(path), 1):
+    for number, line in enumerate(textio.read_lines(path), 1):
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split("\t")

@@ -43,6 +43,25 @@ class Hypothesis:
     weights: Tensor | None = None
 
 
+def decode_bytes(
+    sources: int, beam: int, src_len: int, max_len: int, vocab: int, hidden: int, layers: int
+) -> int:
+    """About the most memory (bytes) decoding `sources` sources of up to `src_len` tokens at
+    once takes, with `beam` beams (1: greedy), up to `max_len` output tokens, a target
+    vocabulary of `vocab` and `layers` decoder layers `hidden` wide: what `beam_search` holds
+    for its N = sources·beam rows, in float32 (int64 for the history), twice where a step
+    builds the new tensor beside the old one:
+
+        memory [N, S, H] (encoder outputs, copied per beam), state 2·L·[N, H],
+        log p and candidates [N, V] (x 3 with the top-k), history [N, t] int64,
+        attention [N, t, S] (x 2: the concatenation)
+
+    It is an estimate for refusing sizes that cannot fit, before any is allocated."""
+    N = sources * beam
+    per_row = src_len * hidden * 2 + 2 * layers * hidden + 3 * vocab + max_len * (2 + 2 * src_len)
+    return 4 * N * per_row
+
+
 def normalised(log_prob: float, steps: int, length_penalty: float) -> float:
     return log_prob / (max(steps, 1) ** length_penalty)
 

@@ -78,6 +78,13 @@ class KeyedVectors:
             self.index[w] = i
         self._unit: Tensor | None = None
 
+    def check_finite(self, source: str) -> None:
+        """A `UserError` naming `source` and the first word whose vector holds inf or nan."""
+        bad = ~torch.isfinite(self.vectors).all(dim=1)
+        if bool(bad.any()):
+            word = self.words[int(bad.nonzero()[0])]
+            raise UserError(f"{source}: the vector of {word!r} holds inf or nan")
+
     # -- lookup ---------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.words)

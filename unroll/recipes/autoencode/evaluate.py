@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from unroll import textio
 from unroll.data.timeseries import Scaler
 from unroll.engine.checkpoint import atomic_write_bytes, find_checkpoint, load_checkpoint
 from unroll.engine.device import resolve_device
@@ -207,6 +208,8 @@ def encode(
     ``{part}_codes`` [N, D] float32, ``{part}_labels`` [N] (class; for series the part), and
     for series ``{part}_starts`` (the first row of each window). One process (not torchrun)."""
     one_process("encode")
+    if output is not None:
+        textio.output_file(output, "--output")  # before the codes are computed
     model, ckpt, config = load_autoencoder(path, checkpoint, device)
     dev = next(model.parameters()).device
     data = load_run_data(config, ckpt, dev, None, quiet)

@@ -6,7 +6,7 @@ import dataclasses
 import math
 from typing import Any, ClassVar, Literal
 
-from unroll.config import MAX_LAYERS, SEED_RANGE, RunConfig, check, is_seed
+from unroll.config import SEED_RANGE, RunConfig, check, is_seed
 from unroll.engine.recipe import Recipe
 from unroll.models.classifier import MODEL_NAMES
 
@@ -49,14 +49,12 @@ class ClassifyConfig(RunConfig):
         check(self, "model", self.model in MODEL_NAMES, f"one of {', '.join(MODEL_NAMES)}")
         for f in ("eval_batch_size", "hidden_size", "num_layers", "cnn_fc"):
             check(self, f, getattr(self, f) >= 1, "an integer >= 1")
-        check(self, "hidden_size", self.hidden_size <= 1 << 16, "an integer from 1 to 65536")
         check(self, "dropout", 0.0 <= self.dropout < 1.0, "a number in [0, 1)")
         check(self, "cnn_dropout", 0.0 <= self.cnn_dropout < 1.0, "a number in [0, 1)")
         check(self, "lr_decay", 0 < self.lr_decay < math.inf, "a number > 0")
         check(self, "lr_decay_after", self.lr_decay_after >= 0, "an integer >= 0")
         check(self, "max_train", self.max_train >= 0, "an integer >= 0 (0 = all)")
         check(self, "valid_fraction", 0.0 < self.valid_fraction < 1.0, "a number in (0, 1)")
-        check(self, "num_layers", self.num_layers <= MAX_LAYERS, f"1 to {MAX_LAYERS}")
         for f in ("momentum", "weight_decay"):
             v = getattr(self, f)
             check(self, f, math.isfinite(v) and v >= 0, "a number >= 0")

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from unroll.config import MAX_LAYERS, RunConfig, check
+from unroll.config import RunConfig, check
 from unroll.data.timeseries import statsmodels_available
 from unroll.engine.recipe import Recipe
 from unroll.errors import UserError
@@ -52,8 +52,6 @@ class ForecastConfig(RunConfig):
         # Windows are gathered as one index tensor: keep it to sizes a series can have.
         check(self, "lookback", self.lookback <= 1_000_000, "an integer from 1 to 1000000")
         check(self, "horizon", self.horizon <= 1_000_000, "an integer from 1 to 1000000")
-        check(self, "hidden_size", self.hidden_size <= 1 << 16, "an integer from 1 to 65536")
-        check(self, "num_layers", self.num_layers <= MAX_LAYERS, f"1 to {MAX_LAYERS}")
         check(
             self,
             "weight_decay",

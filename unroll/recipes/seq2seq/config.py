@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal
 from unroll.config import RunConfig, check
 from unroll.data.pairs import TASKS
 from unroll.engine.recipe import Recipe
+from unroll.limits import CAPS
 
 KIND = "unroll.seq2seq"
 
@@ -60,6 +61,9 @@ class Seq2SeqConfig(RunConfig):
         "length_penalty",
         "eval_batch_size",
     )
+    # The shared caps, the decoder's width tightened (its attention and output layers are
+    # H x H and H x V).
+    CAPS: ClassVar[dict[str, tuple[int, int]]] = {**CAPS, "hidden_size": (1, 1 << 14)}
 
     def validate(self) -> None:
         super().validate()
@@ -68,7 +72,6 @@ class Seq2SeqConfig(RunConfig):
         positive = ("hidden_size", "embedding_size", "num_layers", "beam", "eval_batch_size")
         for name in (*positive, "min_len", "max_tokens"):
             check(self, name, getattr(self, name) >= 1, "an integer >= 1")
-        check(self, "hidden_size", self.hidden_size <= 1 << 14, "an integer from 1 to 16384")
         if self.bidirectional:
             check(self, "hidden_size", self.hidden_size % 2 == 0, "even (bidirectional=true)")
         check(

@@ -22,8 +22,9 @@ from unroll.engine.device import resolve_device
 from unroll.engine.model_check import load_weights
 from unroll.engine.recipe import Result
 from unroll.errors import UserError
+from unroll.limits import CAPS, cap_help, check_bytes
 from unroll.metrics.sequence import accuracy_by_length, bleu, sequence_scores
-from unroll.models.decoding import Hypothesis, beam_search, greedy_decode
+from unroll.models.decoding import Hypothesis, beam_search, decode_bytes, greedy_decode
 from unroll.models.seq2seq import Seq2Seq, build_seq2seq
 from unroll.recipes.seq2seq.config import KIND, Seq2SeqConfig
 
@@ -94,12 +95,20 @@ class Translator:
     def tokens(self, ids: list[int]) -> list[str]:
         return [self.tgt_vocab.word(i) for i in ids]
 
+    def check_memory(self, n: int, src_len: int, beam: int, batch_size: int) -> None:
+        """A one-line `UserError` before decoding when a batch of the `n` sources (of up to
+        `src_len` tokens) with `beam` beams cannot fit in this machine's memory."""
+        check_decode_memory(
+            self.config, min(n, batch_size), src_len, beam, self.max_decode, len(self.tgt_vocab)
+        )
+
     def decode(
         self, sources: list[list[str]], beam: int = 1, n_best: int = 1, batch_size: int = 500
     ) -> list[list[Hypothesis]]:
         """The `n_best` hypotheses of each source (token lists), in the order given; a source
         is decoded with others of similar length (less padding)."""
         self.model.eval()
+        self.check_memory(len(sources), max((len(s) for s in sources), default=1), beam, batch_size)
         order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
         out: list[list[Hypothesis]] = [[] for _ in sources]
         for start in range(0, len(order), batch_size):
@@ -122,6 +131,45 @@ class Translator:
             for i, h in zip(idx, hyps):
                 out[i] = h
         return out
+
+
+def check_decode_memory(
+    config: Seq2SeqConfig, sources: int, src_len: int, beam: int, max_decode: int, vocab: int
+) -> None:
+    """`unroll.models.decoding.decode_bytes` against this machine's memory (one line)."""
+    need = decode_bytes(
+        sources, beam, src_len, max_decode, vocab, config.hidden_size, config.num_layers
+    )
+    check_bytes(
+        need,
+        f"decoding {sources} sources of up to {src_len} tokens with beam {beam}, up to "
+        f"{max_decode} output tokens from a vocabulary of {vocab}",
+        "lower beam, eval_batch_size or max_decode",
+    )
+
+
+def check_sizes(config: Seq2SeqConfig, data: P.PairData, tgt_vocab: int) -> None:
+    """Before training: a one-line `UserError` when a training step on the longest pairs, or
+    the final test decode (beam x output length x vocabulary), cannot fit in this machine's
+    memory. A training step keeps, per pair, the embeddings and the gates of every layer over
+    S + T steps, T attention rows of S weights and T rows of V logits (x 3: softmax and
+    gradients)."""
+    S = max((len(s) for s in data.train.sources), default=1)
+    T = max((len(t) for t in data.train.targets), default=1) + 2
+    H, L, E = config.hidden_size, config.num_layers, config.embedding_size
+    B = min(config.batch_size, max(len(data.train), 1))
+    step = 4 * B * ((S + T) * (E + 8 * H * L) + T * 3 * (S + tgt_vocab))
+    check_bytes(
+        step,
+        f"a training step on {B} pairs of up to {S} source and {T - 2} target tokens",
+        "lower batch_size or max_tokens, or shorten the lines",
+    )
+    max_decode = config.max_decode or auto_max_decode(data)
+    for part, beams in ((data.valid, {1}), (data.test, {1, config.beam})):  # each epoch; the end
+        n = min(len(part), config.eval_batch_size)
+        S = max((len(s) for s in part.sources), default=1)
+        for beam in sorted(beams) if n else ():
+            check_decode_memory(config, n, S, beam, max_decode, tgt_vocab)
 
 
 def translator_from(model: Seq2Seq, ckpt: dict[str, Any], config: Seq2SeqConfig) -> Translator:
@@ -241,8 +289,8 @@ def evaluate(
     translator = load_translator(path, checkpoint, device)
     config = translator.config
     beam = config.beam if beam is None else beam
-    if beam < 1:
-        raise UserError(f"--beam {beam}: expected an integer >= 1")
+    if not 1 <= beam <= CAPS["beam"][1]:
+        raise UserError(f"--beam {beam}: expected {cap_help('beam')}")
     pairs = getattr(load_task(config), split)
     if not len(pairs):
         raise UserError(f"{path}: the task {config.data} has no {split} split")

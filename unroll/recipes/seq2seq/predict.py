@@ -8,9 +8,11 @@ from pathlib import Path
 
 import torch
 
+from unroll import textio
 from unroll.data import pairs as P
 from unroll.engine.recipe import Result
 from unroll.errors import UserError
+from unroll.limits import CAPS, cap_help
 from unroll.recipes.seq2seq.evaluate import Translator, load_translator
 
 MAX_LINES = 100_000  # one call's inputs at most
@@ -78,10 +80,12 @@ def predict(
 ) -> Prediction:
     """Decode each of `lines` with the model of the run (or checkpoint) `path`; with
     `attention_png`, also draw the attention weights of the (one) input."""
-    if beam < 1:
-        raise UserError(f"--beam {beam}: expected an integer >= 1")
+    if not 1 <= beam <= CAPS["beam"][1]:
+        raise UserError(f"--beam {beam}: expected {cap_help('beam')}")
     if not 1 <= n_best <= beam:
         raise UserError(f"--n-best {n_best}: expected 1 to --beam ({beam})")
+    if attention_png is not None:
+        textio.output_file(attention_png, "--attention-png")
     translator = load_translator(path, checkpoint, device)
     sources = read_sources(translator, lines, source)
     if attention_png is not None:

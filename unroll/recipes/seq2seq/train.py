@@ -59,6 +59,7 @@ from unroll.recipes.seq2seq.evaluate import (
     Translator,
     auto_max_decode,
     build_model,
+    check_sizes,
     load_task,
     score,
 )
@@ -129,6 +130,7 @@ def train(
         check_memory(build, "hidden_size/embedding_size/num_layers")  # on the meta device
     except ValueError as e:  # a model that cannot be built
         raise UserError(f"model: {e}") from None
+    check_sizes(config, data, len(tgt_vocab))  # a step and the final decode (beam), in memory
     if point is not None and point.checkpoint is not None:
         check_resumable(build, point.checkpoint, str(point.run_dir.checkpoint("last")))
     with (

@@ -10,11 +10,11 @@ Names follow the C tool and gensim (``window``, ``negative``, ``sample``, ``min_
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, ClassVar, Literal
 
 from unroll.config import Alias, RunConfig, check
 from unroll.engine.recipe import Recipe
+from unroll.errors import UserError
 
 KIND = "unroll.word2vec"
 
@@ -60,7 +60,7 @@ class Word2VecConfig(RunConfig):
         "alpha": "lr",
         "min_alpha": "min_lr",
         "iter": "epochs",
-        "sg": ("model", lambda sg: "skipgram" if sg else "cbow"),
+        "sg": ("model", lambda sg: _model_of_sg(sg)),
         "num_sampled": "negative",
         "skip_window": "window",
         "max_final_vocab": "max_vocab",
@@ -81,7 +81,16 @@ class Word2VecConfig(RunConfig):
         check(self, "max_vocab", self.max_vocab >= 0, "an integer >= 0 (0 = all words)")
         check(self, "plot_words", self.plot_words >= 0, "an integer >= 0 (0 = no picture)")
         check(self, "sample", 0 <= self.sample < 1, "a number in [0, 1) (0 = off)")
-        check(self, "ns_exponent", math.isfinite(self.ns_exponent), "a finite number")
+        # count ** ns_exponent: beyond +-10 it overflows, or one word takes all the noise
+        # (gensim's and the literature's values lie in [-1, 1])
+        check(self, "ns_exponent", abs(self.ns_exponent) <= 10, "a number from -10 to 10")
+
+
+def _model_of_sg(sg: float) -> str:
+    """gensim's ``sg``: 1 is skip-gram, 0 is CBOW, nothing else."""
+    if sg not in (0, 1):
+        raise UserError(f"sg={sg:g}: expected 0 (cbow) or 1 (skipgram)")
+    return "skipgram" if sg else "cbow"
 
 
 PRESETS: dict[str, dict[str, Any]] = {

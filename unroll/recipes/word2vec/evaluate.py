@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from unroll import textio
 from unroll.engine.checkpoint import find_checkpoint, load_checkpoint
 from unroll.engine.recipe import Result
 from unroll.errors import UserError
@@ -23,6 +24,8 @@ from unroll.metrics.embeddings import (
     WORDSIM,
     analogy_accuracy,
     find_eval_file,
+    read_analogies,
+    read_word_pairs,
     word_pair_correlation,
 )
 from unroll.models.keyed_vectors import KeyedVectors
@@ -43,11 +46,14 @@ def load(path: str | os.PathLike, checkpoint: str = "best") -> KeyedVectors:
             is_checkpoint = f.read(2) == b"PK"  # torch.save writes a zip archive
         if not is_checkpoint:
             return KeyedVectors.load_word2vec_format(p)
-    ckpt = load_checkpoint(find_checkpoint(p, checkpoint), kind=KIND)
+    found = find_checkpoint(p, checkpoint)
+    ckpt = load_checkpoint(found, kind=KIND)
     try:
-        return KeyedVectors(list(ckpt["words"]), ckpt["model"]["in_vectors"])
-    except (KeyError, ValueError) as e:
+        kv = KeyedVectors(list(ckpt["words"]), ckpt["model"]["in_vectors"])
+    except (KeyError, ValueError, TypeError) as e:
         raise UserError(f"{path}: checkpoint without its words and vectors ({e})") from None
+    kv.check_finite(str(found))
+    return kv
 
 
 @dataclass
@@ -69,6 +75,16 @@ class EvalFiles:
 
     def any(self) -> bool:
         return any((self.analogies, self.wordsim, self.simlex))
+
+    def check(self) -> EvalFiles:
+        """Read every file once: a malformed line is a `UserError` naming ``file:line`` now,
+        before training, not after the first epoch."""
+        if self.analogies is not None:
+            read_analogies(self.analogies)
+        for path in (self.wordsim, self.simlex):
+            if path is not None:
+                read_word_pairs(path)
+        return self
 
 
 def scores(kv: KeyedVectors, files: EvalFiles, restrict_vocab: int) -> tuple[dict, list[str]]:
@@ -163,6 +179,7 @@ def export(
     path: str | os.PathLike, out: str | os.PathLike, binary: bool = False, checkpoint: str = "best"
 ) -> Path:
     """Write the vectors of a run (or file) in the word2vec text or binary format."""
+    textio.output_file(out, "OUT")
     return load(path, checkpoint).save_word2vec_format(out, binary)
 
 
@@ -193,6 +210,7 @@ def plot(
     seed: int = 0,
 ) -> Path | None:
     """A PNG of the `words` most frequent words in 2-D (None: matplotlib is not installed)."""
+    textio.output_file(out, "--out")
     kv = load(path, checkpoint)
     return embedding_picture(kv, out, words, method, seed, title=f"{Path(path).name}")
 

@@ -39,6 +39,7 @@ from unroll.engine.recipe import Result
 from unroll.engine.run import Run, resume_point
 from unroll.engine.seed import seed_everything
 from unroll.errors import UserError
+from unroll.limits import check_bytes
 from unroll.models.keyed_vectors import KeyedVectors
 from unroll.models.word2vec import Word2Vec
 from unroll.recipes.word2vec.config import RECIPE, Word2VecConfig
@@ -100,7 +101,7 @@ def train(
     config.validate()
     device = resolve_device(config.device)
     _check_impl(config.impl, device)
-    files = EvalFiles.find(config.analogies, config.wordsim, config.simlex)
+    files = EvalFiles.find(config.analogies, config.wordsim, config.simlex).check()
     if corpus is None:
         corpus = build_corpus(
             config.data,
@@ -108,6 +109,9 @@ def train(
             max_vocab=config.max_vocab,
             max_sentence_length=config.max_sentence_length,
         )
+    # Input and output vectors (V, D) and the output biases, in float32, before any is made.
+    V, D = len(corpus.words), config.dim
+    check_bytes(4 * V * (2 * D + 1), f"{V} words x dim {D}", "lower dim or max_vocab")
     saved = point.checkpoint if point is not None else None
     if saved is not None and list(saved["words"]) != corpus.words:
         raise UserError(
