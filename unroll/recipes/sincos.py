@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TextIO
 
@@ -78,6 +78,8 @@ class SinCosResult(Result):
     best_test_mse: float | None
     best_epoch: int | None
     plot: str | None
+    seconds: float = 0.0  # training (with validation), every epoch on record: across resumes
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
@@ -213,6 +215,7 @@ def _train(
     if not run.main:
         return None  # the plot and results are rank 0's: it alone has the checkpoints
     best = run.load_best(model)
+    record = run.record()
     model.eval()
     with torch.no_grad():
         pred = run_test()[0, :, 0].cpu().numpy()
@@ -231,6 +234,8 @@ def _train(
         best_test_mse=best.get("best", result.best),
         best_epoch=best.get("best_epoch", result.best_epoch),
         plot=str(png) if png else None,
+        seconds=record.seconds,
+        history=record.history,
     )
     run.write_results(out)
     return out

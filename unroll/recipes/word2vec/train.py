@@ -23,7 +23,6 @@ gensim reads), ``results.json`` and ``embedding.png``.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -216,8 +215,7 @@ def _train(
     def count_epoch(epoch: int) -> None:
         current["epoch"] = epoch
 
-    start = time.perf_counter()
-    fitted = fit(
+    fit(
         run,
         model,
         optimizer,
@@ -235,8 +233,7 @@ def _train(
         quiet=run.quiet,
         desc=f"word2vec {config.model}",
     )
-    wall = time.perf_counter() - start
-    return _finish(run, config, corpus, model, files, fitted.history, wall)
+    return _finish(run, config, corpus, model, files)
 
 
 MISSING_NOTE = (
@@ -251,11 +248,11 @@ def _finish(
     corpus: WordCorpus,
     model: Word2Vec,
     files: EvalFiles,
-    history: list[dict[str, Any]],
-    wall: float,
 ) -> Word2VecResult:
-    """The last vectors: vectors.bin, full scores, the picture, results.json."""
+    """The last vectors: vectors.bin, full scores, the picture, results.json (history, time
+    and speed: the run's whole record, across resumes)."""
     run.load_best(model)
+    record = run.record()
     kv = KeyedVectors(corpus.words, model.in_vectors.detach().cpu())
     path = kv.save_word2vec_format(run.path / "vectors.bin", binary=True)
     metrics, lines = scores(kv, files, config.restrict_vocab)
@@ -273,7 +270,7 @@ def _finish(
             from unroll.plotting import MISSING_MATPLOTLIB
 
             run.say(f"note: embedding.png skipped: {MISSING_MATPLOTLIB}")
-    seconds = sum(h["seconds"] for h in history) if history else wall
+    seconds = record.train_seconds
     result = Word2VecResult(
         run_dir=run.path,
         data=corpus.name,
@@ -281,12 +278,12 @@ def _finish(
         corpus_words=len(corpus),
         epochs=config.epochs,
         seconds=seconds,
-        words_per_sec=len(history) * len(corpus) / seconds if history and seconds else 0.0,
+        words_per_sec=record.epochs * len(corpus) / seconds if seconds else 0.0,
         vectors=str(path),
         plot=str(png) if png else None,
         scores=metrics,
         report="\n".join(lines),
-        history=history,
+        history=record.history,
     )
     run.write_results(result)
     return result
