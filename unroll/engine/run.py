@@ -52,6 +52,7 @@ from torch import nn
 from unroll.config import changed_fields, config_from_dict
 from unroll.engine import distributed
 from unroll.engine.checkpoint import (
+    _epochs,
     best_checkpoint,
     load_checkpoint,
     remove_stale_temp_files,
@@ -363,9 +364,18 @@ class Run:
 
     def kept(self) -> str:
         """What the checkpoints hold now, for a message: ``RUN/checkpoints keep epoch 3``."""
-        if not self.saved_epoch:
+        epoch = self._epoch_on_disk()
+        if not epoch:
             return f"{self.path} has no checkpoint (no epoch had finished)"
-        return f"{self.path}/checkpoints keep epoch {self.saved_epoch}"
+        return f"{self.path}/checkpoints keep epoch {epoch}"
+
+    def _epoch_on_disk(self) -> int:
+        """The epoch last.pt holds (read back: an interruption may fall between its write
+        and the bookkeeping of it)."""
+        if not self.main:
+            return self.saved_epoch
+        epoch = _epochs(self.dir.checkpoint("last"))[0]
+        return epoch if isinstance(epoch, int) else 0
 
     def load_best(self, model: nn.Module, device: torch.device | str = "cpu") -> dict[str, Any]:
         """Load the best checkpoint's weights into `model`; returns the checkpoint. Rank 0
@@ -423,9 +433,10 @@ class Run:
             self._write_diverged(exc)
         self.close()
         if self.main and exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            epoch = self._epoch_on_disk()
             kept = (
-                f"checkpoints keep epoch {self.saved_epoch}"
-                if self.saved_epoch
+                f"checkpoints keep epoch {epoch}"
+                if epoch
                 else "no epoch had finished; resuming starts it over"
             )
             print(
