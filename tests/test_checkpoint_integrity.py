@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from unroll.cli import main
-from unroll.engine.checkpoint import content_digest, load_checkpoint, save_checkpoint
+from unroll.engine.checkpoint import load_checkpoint, save_checkpoint
 from unroll.errors import UserError
 
 SENTENCES = "the cat sat on the mat\na dog ran to the tree\nthe cat ran\n"
@@ -112,6 +112,8 @@ def test_a_checkpoint_re_saved_by_hand_loads_without_the_digest(run, tmp_path, c
 
 
 def test_the_digest_covers_every_value_and_survives_devices_and_views(tmp_path):
+    from unroll.engine.checkpoint import content_digest
+
     base = {"kind": "k", "model": {"w": torch.arange(6.0).reshape(2, 3)}, "best": 0.5}
     d = content_digest(base)
     assert not base["model"]["w"].t().contiguous().t().is_contiguous()
