@@ -234,3 +234,28 @@ def test_sigterm_stops_like_ctrl_c_with_exit_143(corpus, tmp_path):
     assert "Traceback" not in err
     epoch = load_checkpoint(out / "checkpoints" / "last.pt")["epoch"]
     assert f"checkpoints keep epoch {epoch}" in err
+
+
+def test_word2vec_export_never_overwrites_a_checkpoint(tmp_path, capsys):
+    """Old main: ``word2vec export RUN RUN/checkpoints/best.pt`` replaced the run's own
+    checkpoint with a vectors file."""
+    (tmp_path / "c.txt").write_text("a b c d e f\nb c d e f a\n" * 20)
+    (tmp_path / "q.txt").write_text(": s\na b c d\n")
+    (tmp_path / "p.tsv").write_text("a\tb\t9\nc\td\t1\ne\tf\t5\n")
+    run = tmp_path / "w"
+    args = ["word2vec", "train", "--data", str(tmp_path / "c.txt"), "--out", str(run),
+            "--quiet", "dim=4", "epochs=1", "min_count=1", "sample=0", "threads=1",
+            "tensorboard=false", "plot_words=0", f"analogies={tmp_path / 'q.txt'}",
+            f"wordsim={tmp_path / 'p.tsv'}", f"simlex={tmp_path / 'p.tsv'}"]  # fmt: skip
+    assert main(args) == 0
+    capsys.readouterr()
+    best = run / "checkpoints" / "best.pt"
+    before = best.read_bytes()
+    assert main(["word2vec", "export", str(run), str(best)]) == 2
+    assert "inside the checkpoints of the run" in one_error(capsys)
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(before)
+    assert main(["word2vec", "export", str(run), str(copy)]) == 2
+    assert "is a checkpoint; not overwritten" in one_error(capsys)
+    assert best.read_bytes() == before and copy.read_bytes() == before
+    assert main(["word2vec", "export", str(run), str(tmp_path / "v.txt")]) == 0

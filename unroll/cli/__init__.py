@@ -182,11 +182,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
         rank = f"rank {world.rank}: " if world.size > 1 else ""
         print(f"unroll: error: {rank}{one_line(str(e))}", file=sys.stderr)
         return 2
-    except Terminated:
-        print("unroll: terminated", file=sys.stderr)
+    except Terminated:  # (under torchrun: rank 0 says it; the launcher stops the others)
+        if world.main:
+            print("unroll: terminated", file=sys.stderr)
         return 143
     except KeyboardInterrupt:
-        print("unroll: interrupted", file=sys.stderr)
+        if world.main:
+            print("unroll: interrupted", file=sys.stderr)
         return 130
     finally:
         notes.flush_notes(show=ok and world.main)

@@ -32,7 +32,9 @@ For the tests of that claim, ``UNROLL_FAULT=<point>[@<epoch>]`` kills the proces
 ``kill -9``) at a named point of an epoch's save sequence: ``before-last``, ``mid-last`` (the
 temporary file written, not yet renamed), ``after-last``, ``after-best`` (see `fault_point`);
 ``epoch-start-rank<R>`` kills rank R at the start of an epoch (`unroll.engine.loop.fit`: one
-process of a torchrun job dying while the others wait for it).
+process of a torchrun job dying while the others wait for it). A ``:stall`` suffix
+(``epoch-start-rank1@2:stall``) makes the process hang there instead (a stalled rank: the
+others' collectives time out after ``UNROLL_DIST_TIMEOUT`` seconds).
 """
 
 from __future__ import annotations
@@ -59,7 +61,15 @@ def fault_point(name: str, epoch: int | None = None) -> None:
     """Kill this process here when ``UNROLL_FAULT`` names this point (and this epoch, when it
     names one): fault-injection tests of the save sequence. Costs one dict lookup otherwise."""
     fault = os.environ.get(FAULT_ENV)
-    if fault is not None and fault in (name, f"{name}@{epoch}"):
+    if fault is None:
+        return
+    point, _, action = fault.partition(":")
+    if point in (name, f"{name}@{epoch}"):
+        if action == "stall":
+            import time
+
+            while True:
+                time.sleep(3600)
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -271,6 +281,28 @@ def repair_best(directory: str | Path) -> bool:
         return False
     atomic_write_bytes(directory / "best.pt", chosen.read_bytes())
     return True
+
+
+def refuse_to_overwrite_checkpoints(out: str | Path, flag: str = "--out") -> Path:
+    """`out`, checked as the target of an export or a figure: a one-line `UserError` if it
+    would replace a checkpoint (a file in a run's ``checkpoints/``, or a file that is an
+    unroll checkpoint) — e.g. ``word2vec export RUN RUN/checkpoints/best.pt``."""
+    out = Path(out)
+    parent = out.absolute().parent
+    if parent.name == "checkpoints" and (parent.parent / "config.json").is_file():
+        raise UserError(
+            f"{flag} {out}: inside the checkpoints of the run {parent.parent}; a run's "
+            f"checkpoints are not overwritten (write somewhere else)"
+        )
+    if out.is_file() and not out.is_symlink():
+        try:
+            with zipfile.ZipFile(out) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            names = []
+        if any(n.endswith("/data.pkl") for n in names):
+            raise UserError(f"{flag} {out}: is a checkpoint; not overwritten (write elsewhere)")
+    return out
 
 
 def find_checkpoint(path: str | Path, name: str = "best") -> Path:

@@ -432,6 +432,15 @@ class Run:
         if self.main and isinstance(exc, Diverged):
             self._write_diverged(exc)
         self.close()
+        failed = (
+            distributed.collective_failure(exc)
+            if exc is not None and distributed.world().size > 1
+            else None
+        )
+        if failed is not None:  # one line (the CLI's), not gloo's traceback
+            raise UserError(
+                f"{failed}; {self.kept()} (continue with --resume {self.path})"
+            ) from None
         if self.main and exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             epoch = self._epoch_on_disk()
             kept = (

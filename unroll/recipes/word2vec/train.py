@@ -85,9 +85,10 @@ def train(
     One process only: the update is lock-free SGD on shared rows (the C tool's and gensim's
     scheme, `threads=N` for the cores of one machine); DDP's all-reduce of dense gradients
     does not apply to it, so under torchrun this stops with a one-line error."""
-    processes = distributed.World.from_env().size
-    if processes > 1:
-        raise UserError(
+    env = distributed.World.from_env()
+    if env.size > 1:  # the same on every rank: rank 0 says it, the others stop quietly
+        processes = env.size
+        raise (UserError if env.main else distributed.RankZeroError)(
             f"word2vec trains in one process (WORLD_SIZE={processes}: started by torchrun); "
             "use threads=N for the cores of one machine"
         )
