@@ -116,7 +116,9 @@ def _resume_point(recipe: Recipe, path: str | Path, overrides: Any) -> ResumePoi
             )
     # The record must be readable up to the checkpoint (a damaged line: one line, now,
     # before anything is touched).
-    record = read_record(run_dir.metrics_path, upto=int(ckpt.get("epoch", 0)) if ckpt else None)
+    epoch = ckpt.get("epoch") if ckpt else None  # (checked by the recipe's check_resumable)
+    upto = epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+    record = read_record(run_dir.metrics_path, upto=upto)
     if ckpt is None:
         _refuse_to_start_over(run_dir, path, record)
     saved = config_from_dict(recipe.config, saved_dict, source=str(run_dir.path))
