@@ -192,9 +192,12 @@ def test_divergence_stops_every_recipe_with_one_line(
     assert main([*args, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "(training diverged" in err[0] and "try a lower lr" in err[0], err
-    assert not (out / "results.json").exists()
+    # results.json says what happened, with the record so far (no test scores)
+    said = _strict_json((out / "results.json").read_text())
+    assert said["status"] == "diverged" and said["error"] in err[0], said
     records = [_strict_json(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     kept = [r["epoch"] for r in records]
+    assert [h["epoch"] for h in said["history"]] == kept
     assert kept == ([1] if recipe in ("lm", "classify") else [])
     if kept:  # the last good epoch's checkpoints are kept, finite, and named in the message
         assert "checkpoints keep epoch 1" in err[0]
@@ -206,6 +209,7 @@ def test_divergence_stops_every_recipe_with_one_line(
             )
     else:
         assert not list((out / "checkpoints").iterdir())
+        assert "has no checkpoint (no epoch had finished)" in err[0]
 
 
 def test_one_process_per_run_directory(uninterrupted, tmp_path, capsys):

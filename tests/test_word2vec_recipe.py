@@ -228,14 +228,19 @@ def test_bad_train_input_writes_nothing(tmp_path, capsys, corpus, extra, match):
 
 def test_torchrun_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
     """word2vec is one process (lock-free threads); torchrun's environment stops it before
-    any process group or run directory."""
+    any process group or run directory: rank 0 says so, the other ranks stop silently (one
+    line for the job, not one per rank)."""
     data = tmp_path / "c.txt"
     data.write_text("ok ok\n", encoding="utf-8")
-    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+    for name, value in {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}.items():
         monkeypatch.setenv(name, value)
     out = tmp_path / "out"
-    _bad(["word2vec", "train", "--data", str(data), "--out", str(out), "--quiet"], capsys,
-         "word2vec trains in one process (WORLD_SIZE=2")  # fmt: skip
+    args = ["word2vec", "train", "--data", str(data), "--out", str(out), "--quiet"]
+    _bad(args, capsys, "rank 0: word2vec trains in one process (WORLD_SIZE=2")
+    for name, value in {"RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    assert main(args) == 2
+    assert capsys.readouterr().err == ""
     assert not out.exists()
 
 

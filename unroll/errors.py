@@ -10,3 +10,8 @@ directory, a malformed file, an unknown preset. API misuse (wrong tensor shape) 
 
 class UserError(ValueError):
     """Bad input from the user: the message is one line and says what was expected."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread (`unroll.cli.main` installs the handler) so that it
+    unwinds like Ctrl-C: the run says how to resume it, and the command exits with 143."""

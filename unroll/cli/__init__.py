@@ -5,7 +5,8 @@ with the config flags built once from its dataclass (`unroll.cli.flags`). The co
 earlier versions keep working as aliases (`canonical_argv`): ``unroll train|eval|generate|
 presets`` (the language model), ``unroll classify [...]``, ``unroll classify-eval``,
 ``unroll forecast [...]``, ``unroll forecast --demo sin-cos``. A `UserError` anywhere becomes
-one line on stderr and exit status 2.
+one line on stderr and exit status 2. Ctrl-C (SIGINT) and SIGTERM stop a run the same way (it
+says how to resume), with exit status 130 and 143 (128 + the signal).
 
 Under torchrun (``torchrun --nproc-per-node N -m unroll ...``) every process runs this same
 command; the ranks other than 0 are quiet (`unroll.engine.distributed`), and their errors say
@@ -14,13 +15,16 @@ which rank they come from.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from unroll import __version__
 from unroll.cli.flags import Parser, split_extras
-from unroll.errors import UserError
+from unroll.errors import Terminated, UserError
 
 # recipe -> its actions (the first is the default when none is named)
 ACTIONS = {
@@ -126,7 +130,30 @@ def _note_handler() -> _NoteHandler:
     return handler
 
 
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread while a command
+    runs, so a run stops as on Ctrl-C: files closed, the lock released, the resume hint."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with _sigterm_unwinds():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     from unroll.engine.distributed import RankZeroError, World, shutdown
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -155,8 +182,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         rank = f"rank {world.rank}: " if world.size > 1 else ""
         print(f"unroll: error: {rank}{one_line(str(e))}", file=sys.stderr)
         return 2
+    except Terminated:  # (under torchrun: rank 0 says it; the launcher stops the others)
+        if world.main:
+            print("unroll: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
-        print("unroll: interrupted", file=sys.stderr)
+        if world.main:
+            print("unroll: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader left (``unroll word2vec presets | head -1``): no traceback, and none from

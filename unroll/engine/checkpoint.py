@@ -8,7 +8,18 @@ Layout (every recipe)::
      ...recipe-specific extras (vocabulary, scaler, class names)...}
 
 Writing is atomic (`atomic_write_bytes`: a temporary file in the same directory, fsync, rename),
-so a crash leaves either the old or the new file, never half of one.
+so a crash leaves either the old or the new file, never half of one. A write that fails (disk
+full: ENOSPC, or EFBIG past ``ulimit -f``) leaves the old file and is a one-line `UserError`.
+
+Every load is checked (`load_checkpoint`, which every reader goes through: resume, eval,
+predict, generate, word2vec's commands): a checkpoint is a zip archive (``torch.save``'s) whose
+records carry CRC-32s — checked, which torch.load does not do — and one written here carries a
+digest of its contents (``.unroll_digest``, a record beside torch's: SHA-256 over every tensor's
+bytes, dtype and shape and every other value, `content_digest`), compared with what was loaded.
+A flipped bit is one line naming the file ("damaged"), never wrong predictions or a "diverged"
+resume. A checkpoint without a digest (written by an earlier version, or loaded and re-saved
+by hand with ``torch.save``, which drops the record) is loaded with the CRC check alone,
+without a note: the digest is a property of the file as this code wrote it.
 
 An epoch's checkpoints are one unit (`save_epoch`): ``last.pt`` first, then, when the epoch is
 the best so far, the same bytes as ``best.pt``. A kill between the two leaves a ``best.pt`` one
@@ -21,16 +32,20 @@ For the tests of that claim, ``UNROLL_FAULT=<point>[@<epoch>]`` kills the proces
 ``kill -9``) at a named point of an epoch's save sequence: ``before-last``, ``mid-last`` (the
 temporary file written, not yet renamed), ``after-last``, ``after-best`` (see `fault_point`);
 ``epoch-start-rank<R>`` kills rank R at the start of an epoch (`unroll.engine.loop.fit`: one
-process of a torchrun job dying while the others wait for it).
+process of a torchrun job dying while the others wait for it). A ``:stall`` suffix
+(``epoch-start-rank1@2:stall``) makes the process hang there instead (a stalled rank: the
+others' collectives time out after ``UNROLL_DIST_TIMEOUT`` seconds).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import signal
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +61,15 @@ def fault_point(name: str, epoch: int | None = None) -> None:
     """Kill this process here when ``UNROLL_FAULT`` names this point (and this epoch, when it
     names one): fault-injection tests of the save sequence. Costs one dict lookup otherwise."""
     fault = os.environ.get(FAULT_ENV)
-    if fault is not None and fault in (name, f"{name}@{epoch}"):
+    if fault is None:
+        return
+    point, _, action = fault.partition(":")
+    if point in (name, f"{name}@{epoch}"):
+        if action == "stall":
+            import time
+
+            while True:
+                time.sleep(3600)
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -58,7 +81,10 @@ def atomic_write_bytes(
     Files get `mode` (default rw-r--r--, as a plain ``open`` would under the usual umask), so
     every file of a run directory has the same permissions."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _write_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -68,9 +94,25 @@ def atomic_write_bytes(
         if before_rename is not None:
             before_rename()
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _write_error(path, e) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_error(path: Path, e: OSError) -> UserError:
+    """A failed write as one line: disk full or over the file-size limit, most often."""
+    import errno
+
+    why = {
+        errno.ENOSPC: "no space left on the device",
+        errno.EFBIG: "file too large (a file-size limit: ulimit -f?)",
+        getattr(errno, "EDQUOT", -1): "disk quota exceeded",
+    }.get(e.errno, e.strerror or str(e))
+    kept = "unchanged" if path.exists() else "not written"
+    return UserError(f"{path}: cannot write ({why}); the file is {kept}")
 
 
 def _umask() -> int:
@@ -98,9 +140,85 @@ def checkpoint_bytes(payload: dict[str, Any]) -> bytes:
 
     if "kind" not in payload or "model" not in payload:
         raise ValueError("checkpoint_bytes: payload needs 'kind' and 'model' entries")
+    full = {"format": FORMAT, "unroll_version": __version__, **payload}
     buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "unroll_version": __version__, **payload}, buffer)
+    torch.save(full, buffer)
+    with zipfile.ZipFile(buffer, "a") as archive:  # torch.load reads its own records only
+        prefix = archive.namelist()[0].split("/")[0]
+        archive.writestr(f"{prefix}/{DIGEST_RECORD}", content_digest(full))
     return buffer.getvalue()
+
+
+DIGEST_RECORD = ".unroll_digest"
+
+
+def content_digest(obj: Any) -> str:
+    """``sha256:<hex>`` of a checkpoint's contents: every tensor's dtype, shape and bytes (as
+    on the CPU) and every other value, in order — the same for the dict saved and the dict
+    loaded, whatever device the tensors were on."""
+    h = hashlib.sha256()
+    _feed(h, obj)
+    return "sha256:" + h.hexdigest()
+
+
+def _feed(h: Any, obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{list(t.shape)}|".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(obj, dict):
+        h.update(b"{%d|" % len(obj))
+        for k, v in obj.items():
+            _feed(h, k)
+            _feed(h, v)
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"[%d|" % len(obj))
+        for v in obj:
+            _feed(h, v)
+    elif isinstance(obj, bool) or obj is None:
+        h.update(f"{obj}|".encode())
+    elif isinstance(obj, int):
+        h.update(f"i{int(obj)}|".encode())
+    elif isinstance(obj, float):
+        h.update(f"f{float(obj).hex()}|".encode())
+    elif isinstance(obj, str):
+        data = obj.encode("utf-8", "surrogatepass")
+        h.update(b"s%d|" % len(data) + data)
+    elif isinstance(obj, bytes):
+        h.update(b"b%d|" % len(obj) + obj)
+    else:
+        h.update(f"{type(obj).__name__}:{obj!r}|".encode())
+
+
+def check_archive(path: Path) -> str | None:
+    """Check a checkpoint file's zip records against their CRC-32s; returns the digest
+    record's text (None without one). A damaged record is a one-line `UserError`; a file
+    that is not a zip archive is left to torch.load's verdict."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return None
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+            digest = [n for n in archive.namelist() if n.endswith("/" + DIGEST_RECORD)]
+            text = archive.read(digest[0]).decode("ascii", "replace") if digest else None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as e:
+        raise UserError(
+            f"{path}: damaged checkpoint ({_short(e)}); restore it from a copy"
+        ) from None
+    except OSError:
+        return None  # unreadable: torch.load says why
+    if bad is not None:
+        raise UserError(
+            f"{path}: damaged checkpoint (its record {bad} fails its CRC check: a changed "
+            f"bit); restore it from a copy"
+        )
+    return text
+
+
+def _short(e: BaseException) -> str:
+    first = " ".join(str(e).split()) or type(e).__name__
+    return first[:200]
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -165,6 +283,28 @@ def repair_best(directory: str | Path) -> bool:
     return True
 
 
+def refuse_to_overwrite_checkpoints(out: str | Path, flag: str = "--out") -> Path:
+    """`out`, checked as the target of an export or a figure: a one-line `UserError` if it
+    would replace a checkpoint (a file in a run's ``checkpoints/``, or a file that is an
+    unroll checkpoint) — e.g. ``word2vec export RUN RUN/checkpoints/best.pt``."""
+    out = Path(out)
+    parent = out.absolute().parent
+    if parent.name == "checkpoints" and (parent.parent / "config.json").is_file():
+        raise UserError(
+            f"{flag} {out}: inside the checkpoints of the run {parent.parent}; a run's "
+            f"checkpoints are not overwritten (write somewhere else)"
+        )
+    if out.is_file() and not out.is_symlink():
+        try:
+            with zipfile.ZipFile(out) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            names = []
+        if any(n.endswith("/data.pkl") for n in names):
+            raise UserError(f"{flag} {out}: is a checkpoint; not overwritten (write elsewhere)")
+    return out
+
+
 def find_checkpoint(path: str | Path, name: str = "best") -> Path:
     """A checkpoint file, or the `name` checkpoint (``best``/``last``) inside a run directory."""
     if name not in ("best", "last"):
@@ -186,6 +326,7 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Load a checkpoint written by `save_checkpoint`; if `kind` is given it must match."""
     path = Path(path)
+    digest = check_archive(path) if path.is_file() else None
     try:
         with warnings.catch_warnings():  # (e.g. on the pickle protocol: the verdict is below)
             warnings.simplefilter("ignore")
@@ -199,6 +340,11 @@ def load_checkpoint(
         if len(first) > 300:
             first = first[:300].rsplit(" ", 1)[0] + " ..."
         raise UserError(f"{path}: not an unroll checkpoint ({first})") from None
+    if digest is not None and content_digest(ckpt) != digest:
+        raise UserError(
+            f"{path}: damaged checkpoint (its contents do not match the digest saved with it: "
+            f"a changed bit); restore it from a copy"
+        )
     if not isinstance(ckpt, dict) or "kind" not in ckpt or "model" not in ckpt:
         raise UserError(f"{path}: not an unroll checkpoint (no 'kind'/'model' entries)")
     if kind is not None and ckpt["kind"] != kind:

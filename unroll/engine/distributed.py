@@ -185,6 +185,24 @@ def launch_command(argv: Sequence[str]) -> list[str]:
 # -- decisions made once, on rank 0 ---------------------------------------------------------
 
 
+def collective_failure(e: BaseException) -> str | None:
+    """What went wrong, in one line, when `e` is a collective that failed because another
+    process stopped or stalled (gloo/NCCL: a closed connection, or ``UNROLL_DIST_TIMEOUT``
+    passed); None for any other exception."""
+    import torch.distributed as dist
+
+    text = " ".join(str(e).split())
+    known = ("Timed out", "timed out", "Connection closed by peer", "Connection reset", "NCCL")
+    if not (
+        isinstance(e, getattr(dist, "DistError", ()))
+        or (isinstance(e, RuntimeError) and any(k in text for k in known))
+    ):
+        return None
+    if "] " in text[:200]:  # gloo's "[path/file.cc:129] Timed out ..."
+        text = text.split("] ", 1)[1]
+    return f"another process stopped or stalled, a collective operation failed ({text[:160]})"
+
+
 class RankZeroError(UserError):
     """The `UserError` that stopped rank 0, raised on the other ranks (rank 0 printed it)."""
 

@@ -8,7 +8,7 @@
             loss = step(batch)                                   # forward, backward, update
             total += loss                                        # on the device: no sync
         train metrics from total (one sync), evaluate(), divergence guard
-        one metrics line, then the checkpoints (last, best) as one unit
+        one metrics line (with the epoch's time), then the checkpoints (last, best) as one unit
 
 A `step` is any callable ``step(batch) -> loss`` (a 0-d device tensor, detached): the
 supervised step below (`supervised_step`), the language model's step with its carried state,
@@ -192,6 +192,7 @@ def fit(
         best_epoch=run.best_epoch if run is not None else None,
     )
     log = run.say if run is not None else (lambda text: None)
+    mark = time.perf_counter()  # the end of the previous epoch's checkpoints (in this process)
     for epoch in range(start_epoch + 1, epochs + 1):
         if lr_at is not None:
             set_lr(optimizer, lr_at(epoch))
@@ -240,6 +241,9 @@ def fit(
         record["seconds"] = seconds
         if items_per_batch:  # every rank's items
             record[f"{items}_per_sec"] = world.size * steps * items_per_batch / max(seconds, 1e-9)
+        # The epoch's wall-clock time, validation and the previous epoch's checkpoints included:
+        # summed over the record, the run's time however many processes ran it (RunRecord).
+        record["wall_seconds"] = time.perf_counter() - mark
         value = record[select]
         improved = result.best is None or (
             value < result.best if mode == "min" else value > result.best
@@ -250,20 +254,26 @@ def fit(
         if run is not None:
             # The metrics line first: a kill before the checkpoints are written leaves a line
             # that resuming drops (the log is cut back to the checkpoint's epoch).
-            run.metrics.log(**record)
-            run.save_epoch(
-                {
-                    **(checkpoint_extra() if checkpoint_extra else {}),
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "epoch": epoch,
-                    "best": result.best,
-                    "best_epoch": result.best_epoch,
-                    "select": select,
-                },
-                improved,
-            )
+            try:
+                run.metrics.log(**record)
+                run.save_epoch(
+                    {
+                        **(checkpoint_extra() if checkpoint_extra else {}),
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "epoch": epoch,
+                        "best": result.best,
+                        "best_epoch": result.best_epoch,
+                        "select": select,
+                    },
+                    improved,
+                )
+            except UserError as e:  # a write that failed (disk full): the run stops here
+                raise UserError(
+                    f"{e}; {run.kept()} (make room, then continue with --resume {run.path})"
+                ) from None
         log(format_epoch(record, epochs, items))
+        mark = time.perf_counter()
     return result
 
 
@@ -286,9 +296,9 @@ def _guard(record: dict[str, Any], epoch: int, run: Run | None) -> None:
 
 
 def _kept(run: Run | None) -> str:
-    if run is None or run.saved_epoch == 0:
+    if run is None:
         return ""
-    return f"; {run.path}/checkpoints keep epoch {run.saved_epoch}"
+    return f"; {run.kept()}, results.json says why"
 
 
 def format_epoch(record: dict[str, Any], epochs: int, items: str = "items") -> str:
@@ -296,7 +306,7 @@ def format_epoch(record: dict[str, Any], epochs: int, items: str = "items") -> s
     speed_key = f"{items}_per_sec"
     parts = []
     for k, v in record.items():
-        if k in ("epoch", "seconds", speed_key):
+        if k in ("epoch", "seconds", "wall_seconds", speed_key):
             continue
         parts.append(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}")
     speed = f"{record[speed_key]:.0f} {items}/s, " if speed_key in record else ""

@@ -15,7 +15,16 @@ The rules (`Recipe.resume_point` and `Run.start`):
 - a resumed run keeps its config; only the recipe's ``RESUMABLE`` fields (epochs, device,
   threads, ...) may change, and config.json is rewritten with the new values;
 - it continues from ``last.pt`` (model, optimizer, RNG state, epoch, best so far); a run with
-  no finished epoch starts over in the same directory;
+  no finished epoch starts over in the same directory — but never one that holds results
+  (``best.pt``, ``results.json``, lines of a second epoch in metrics.jsonl): without ``last.pt``
+  such a run is refused with one line (start afresh with ``--out NEW``), not overwritten;
+- a run that had finished all its epochs trains none: its best checkpoint is evaluated again
+  and results.json rewritten from the same record (a note says so);
+- what results.json reports about training is derived from the whole record (`Run.record`:
+  every epoch's line of metrics.jsonl, the time summed over every process that ran some of
+  them), so it does not depend on where a run was stopped and resumed;
+- a run that diverges writes results.json with ``"status": "diverged"`` and the reason (its
+  checkpoints keep the last good epoch, if any);
 - a checkpoint copied in from another run is refused (``run_id`` in meta.json and checkpoints);
 - on (re)start: the directory is locked, temp files of a killed write are removed, ``best.pt``
   is repaired if a kill cut the last save short, metrics.jsonl and TensorBoard lose the lines of
@@ -30,6 +39,8 @@ global batch is then N'·B: a note says so); ``world_size`` is in meta.json and 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -41,13 +52,14 @@ from torch import nn
 from unroll.config import changed_fields, config_from_dict
 from unroll.engine import distributed
 from unroll.engine.checkpoint import (
+    _epochs,
     best_checkpoint,
     load_checkpoint,
     remove_stale_temp_files,
     repair_best,
     save_epoch,
 )
-from unroll.engine.metrics_log import MetricsLogger
+from unroll.engine.metrics_log import MetricsLogger, RunRecord, read_record
 from unroll.engine.rundir import RunDir, default_run_dir
 from unroll.engine.seed import get_rng_state, set_rng_state
 from unroll.errors import UserError
@@ -77,10 +89,16 @@ def _resume_point(recipe: Recipe, path: str | Path, overrides: Any) -> ResumePoi
     from unroll.config import apply_overrides
 
     run_dir = RunDir.open(path)
+    run_dir.check_own_files()
     saved_dict = run_dir.read_config()
     kind = saved_dict.pop("kind", None)
     last = run_dir.checkpoint("last")
-    ckpt = load_checkpoint(last, kind=recipe.kind) if last.is_file() else None
+    ckpt = None
+    if os.path.lexists(last):
+        try:
+            ckpt = load_checkpoint(last, kind=recipe.kind)
+        except UserError as e:
+            raise UserError(f"--resume {path}: {e} (to start afresh: --out NEW)") from None
     if kind != recipe.kind:
         raise UserError(
             f"--resume {path}: a {kind!r} run, not a {recipe.kind!r} one (resume it with the "
@@ -96,6 +114,13 @@ def _resume_point(recipe: Recipe, path: str | Path, overrides: Any) -> ResumePoi
                 f"--resume {path}: checkpoints/last.pt belongs to another run (run_id "
                 f"{ckpt.get('run_id')}, this run is {meta_id}); copy whole run directories"
             )
+    # The record must be readable up to the checkpoint (a damaged line: one line, now,
+    # before anything is touched).
+    epoch = ckpt.get("epoch") if ckpt else None  # (checked by the recipe's check_resumable)
+    upto = epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+    record = read_record(run_dir.metrics_path, upto=upto)
+    if ckpt is None:
+        _refuse_to_start_over(run_dir, path, record)
     saved = config_from_dict(recipe.config, saved_dict, source=str(run_dir.path))
     if dataclasses.is_dataclass(overrides) and not isinstance(overrides, type):
         wanted = overrides
@@ -110,6 +135,25 @@ def _resume_point(recipe: Recipe, path: str | Path, overrides: Any) -> ResumePoi
         )
     wanted.validate()
     return ResumePoint(run_dir, wanted, ckpt)
+
+
+def _refuse_to_start_over(run_dir: RunDir, path: str | Path, record: list[dict]) -> None:
+    """A run without ``last.pt`` starts over only when it holds nothing a restart would
+    overwrite: a kill in its first epoch leaves at most that epoch's metrics line."""
+    held = []
+    if os.path.lexists(run_dir.checkpoint("best")):
+        held.append("checkpoints/best.pt")
+    epochs = sorted({r["epoch"] for r in record})
+    if epochs and epochs[-1] > 1:
+        held.append(f"metrics of epochs {epochs[0]}-{epochs[-1]}")
+    if os.path.lexists(run_dir.path / "results.json"):
+        held.append("results.json")
+    if held:
+        raise UserError(
+            f"--resume {path}: checkpoints/last.pt is missing, but the run holds "
+            f"{', '.join(held)}: resuming would start it over and overwrite them (restore "
+            f"last.pt, or start afresh with --out NEW)"
+        )
 
 
 def _meta(run_dir: RunDir) -> dict[str, Any]:
@@ -233,11 +277,19 @@ class Run:
                 run_id=run_id,
                 resumed=True,
             )
-            run.say(
-                f"resuming {run_dir.path} after epoch {run.start_epoch}"
-                if resume.checkpoint
-                else f"restarting {run_dir.path} (no epoch had finished)"
-            )
+            epochs = getattr(config, "epochs", None)
+            if resume.checkpoint and epochs is not None and run.start_epoch >= epochs:
+                # (a note: printed at the end, --quiet or not)
+                logging.getLogger("unroll").info(
+                    f"{run_dir.path}: all {run.start_epoch} epochs had finished; no training, "
+                    f"the best checkpoint evaluated again (history and time from the record)"
+                )
+            else:
+                run.say(
+                    f"resuming {run_dir.path} after epoch {run.start_epoch}"
+                    if resume.checkpoint
+                    else f"restarting {run_dir.path} (no epoch had finished)"
+                )
             run._say_world()
             before = int((resume.checkpoint or {}).get("world_size", 1))
             if resume.checkpoint and before != world.size:
@@ -297,8 +349,8 @@ class Run:
     def save_epoch(self, payload: dict[str, Any], is_best: bool) -> None:
         """An epoch's checkpoints, with the run's kind, config, id, RNG state and number of
         processes added (rank 0's; the other ranks write nothing)."""
-        self.saved_epoch = int(payload["epoch"])
         if not self.main:
+            self.saved_epoch = int(payload["epoch"])
             return
         full = {
             "kind": self.recipe.kind,
@@ -309,6 +361,23 @@ class Run:
             **payload,
         }
         save_epoch(self.dir.checkpoints, full, is_best)
+        self.saved_epoch = int(payload["epoch"])
+        self.best, self.best_epoch = payload.get("best"), payload.get("best_epoch")
+
+    def kept(self) -> str:
+        """What the checkpoints hold now, for a message: ``RUN/checkpoints keep epoch 3``."""
+        epoch = self._epoch_on_disk()
+        if not epoch:
+            return f"{self.path} has no checkpoint (no epoch had finished)"
+        return f"{self.path}/checkpoints keep epoch {epoch}"
+
+    def _epoch_on_disk(self) -> int:
+        """The epoch last.pt holds (read back: an interruption may fall between its write
+        and the bookkeeping of it)."""
+        if not self.main:
+            return self.saved_epoch
+        epoch = _epochs(self.dir.checkpoint("last"))[0]
+        return epoch if isinstance(epoch, int) else 0
 
     def load_best(self, model: nn.Module, device: torch.device | str = "cpu") -> dict[str, Any]:
         """Load the best checkpoint's weights into `model`; returns the checkpoint. Rank 0
@@ -319,11 +388,38 @@ class Run:
         model.load_state_dict(ckpt["model"])
         return ckpt
 
+    def record(self) -> RunRecord:
+        """The run's whole record (every epoch's metrics line, across resumes): what
+        results.json's history, time and speed are derived from. Rank 0 only."""
+        if not self.main:
+            raise RuntimeError("Run.record: only rank 0 has the run directory")
+        return RunRecord.read(self.dir.path)
+
     def write_results(self, results: Any) -> Path:
+        """results.json, with ``"status": "finished"`` (see `_write_diverged` for the other)."""
         if not self.main:
             return self.dir.path / "results.json"
         data = results.to_dict() if hasattr(results, "to_dict") else results
-        return self.dir.write_json("results.json", data)
+        return self.dir.write_json("results.json", {"status": "finished", **data})
+
+    def _write_diverged(self, error: BaseException) -> None:
+        """results.json of a run that diverged: the reason and the record so far, so that a
+        directory with no checkpoint still says what happened."""
+        try:
+            record = self.record()
+            self.dir.write_json(
+                "results.json",
+                {
+                    "status": "diverged",
+                    "error": str(error),
+                    "checkpoint_epoch": self.saved_epoch or None,
+                    "best_epoch": self.best_epoch,
+                    "seconds": record.seconds,
+                    "history": record.history,
+                },
+            )
+        except (OSError, UserError):
+            pass  # the error itself is what the user sees
 
     def close(self) -> None:
         self.metrics.close()
@@ -332,12 +428,26 @@ class Run:
     def __enter__(self) -> Run:
         return self
 
-    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, *_: object) -> None:
+        from unroll.engine.loop import Diverged
+
+        if self.main and isinstance(exc, Diverged):
+            self._write_diverged(exc)
         self.close()
+        failed = (
+            distributed.collective_failure(exc)
+            if exc is not None and distributed.world().size > 1
+            else None
+        )
+        if failed is not None:  # one line (the CLI's), not gloo's traceback
+            raise UserError(
+                f"{failed}; {self.kept()} (continue with --resume {self.path})"
+            ) from None
         if self.main and exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            epoch = self._epoch_on_disk()
             kept = (
-                f"checkpoints keep epoch {self.saved_epoch}"
-                if self.saved_epoch
+                f"checkpoints keep epoch {epoch}"
+                if epoch
                 else "no epoch had finished; resuming starts it over"
             )
             print(

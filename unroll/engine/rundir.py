@@ -16,6 +16,12 @@ The directory is created only by `RunDir.create`, which a recipe calls after all
 been validated, so a bad argument never leaves a half-made run behind. One process at a time
 trains in a run directory: `RunDir.lock` takes an exclusive lock that the operating system
 releases when the process ends, however it ends, so a stale lock cannot block a resume.
+
+A run directory's files are its own: one holding a symbolic link (``.lock``, ``command.txt``,
+``checkpoints`` or anything else in it, in ``checkpoints/`` or ``tb/``) is refused before it is
+written (`RunDir.check_own_files`), appends never follow a link (``O_NOFOLLOW``), atomic writes
+replace a link rather than write through it, and taking the lock truncates nothing but a
+regular file of the directory's own.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import math
 import os
 import platform
 import shlex
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -131,6 +138,7 @@ class RunDir:
         except OSError as e:
             raise UserError(f"--out {path}: cannot create ({e.strerror})") from None
         run = cls(path)
+        run.check_own_files()
         run.lock()
         remove_stale_temp_files(path)
         (path / "checkpoints").mkdir(exist_ok=True)
@@ -169,8 +177,18 @@ class RunDir:
             import fcntl
         except ImportError:  # Windows: no advisory locks; one writer is the user's care
             return
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        path = self.path / ".lock"
+        try:  # never through a link: the lock file is the directory's own
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as e:
+            raise UserError(f"{path}: cannot take the run's lock ({_why(path, e)})") from None
         try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+                raise UserError(
+                    f"{path}: cannot take the run's lock (not a regular file of the run's own: "
+                    f"remove it)"
+                )
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             owner = os.read(fd, 64).decode(errors="replace").strip() or "another process"
@@ -178,6 +196,9 @@ class RunDir:
             raise UserError(
                 f"{self.path}: in use by process {owner} (one run or resume at a time)"
             ) from None
+        except UserError:
+            os.close(fd)
+            raise
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
@@ -190,8 +211,35 @@ class RunDir:
     def record_command(self, argv: list[str] | None = None) -> None:
         """Append the command line (a resumed run adds a line)."""
         argv = sys.argv if argv is None else argv
-        with open(self.path / "command.txt", "a", encoding="utf-8") as f:
+        from unroll.engine.metrics_log import open_for_append
+
+        with open_for_append(self.path / "command.txt") as f:
             f.write(shlex.join(argv) + "\n")
+
+    def check_own_files(self) -> None:
+        """A one-line `UserError` if the directory holds a symbolic link (at its top, in
+        ``checkpoints/`` or ``tb/``), or ``checkpoints``/``tb`` that is not a directory, or a
+        ``.lock`` that is not a file: a run writes only files of its own (module docstring)."""
+        for sub in ("checkpoints", "tb"):
+            p = self.path / sub
+            if os.path.lexists(p) and not p.is_symlink() and not p.is_dir():
+                raise UserError(f"{p}: expected a directory (the run's {sub}), found a file")
+        lock = self.path / ".lock"
+        if lock.is_dir() and not lock.is_symlink():
+            raise UserError(f"{lock}: is a directory, expected the run's lock file (remove it)")
+        for d in (self.path, self.path / "checkpoints", self.path / "tb"):
+            if d != self.path and (d.is_symlink() or not d.is_dir()):
+                continue
+            try:
+                entries = list(d.iterdir())
+            except OSError as e:
+                raise UserError(f"{d}: cannot read ({e.strerror})") from None
+            for p in sorted(entries):
+                if p.is_symlink():
+                    raise UserError(
+                        f"{p}: is a symbolic link; a run directory's files must be its own "
+                        f"(replace the link with the file, or start afresh with --out NEW)"
+                    )
 
     # -- contents -------------------------------------------------------------------------
     @property
@@ -227,3 +275,11 @@ class RunDir:
         target = self.path / name
         atomic_write_text(target, dumps(obj))
         return target
+
+
+def _why(path: Path, e: OSError) -> str:
+    if os.path.islink(path):
+        return "it is a symbolic link; remove it"
+    if os.path.isdir(path):
+        return "it is a directory; remove it"
+    return e.strerror or str(e)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TextIO
 
@@ -80,6 +80,8 @@ class SinCosResult(Result):
     test_mse: float  # the chosen epoch on the test stretch, measured once
     best_epoch: int | None
     plot: str | None
+    seconds: float = 0.0  # training (with validation), every epoch on record: across resumes
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
@@ -224,6 +226,7 @@ def _train(
     if not run.main:
         return None  # the plot and results are rank 0's: it alone has the checkpoints
     best = run.load_best(model)
+    record = run.record()
     model.eval()
     with torch.no_grad():
         test_mse = mse("test")
@@ -245,6 +248,8 @@ def _train(
         test_mse=test_mse,
         best_epoch=best.get("best_epoch", result.best_epoch),
         plot=str(png) if png else None,
+        seconds=record.seconds,
+        history=record.history,
     )
     run.write_results(out)
     return out

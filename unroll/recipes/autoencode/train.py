@@ -29,7 +29,6 @@ test and writes the figures, CSV files and results.json; the other ranks return 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -183,8 +182,7 @@ def _train(
         (total,) = distributed.all_sum(total)
         return {"valid_loss": total / max(count, 1)}
 
-    start = time.perf_counter()
-    fitted = fit(
+    fit(
         run,
         model,
         optimizer,
@@ -203,10 +201,10 @@ def _train(
         quiet=run.quiet,
         desc=f"autoencode-{config.model}",
     )
-    seconds = time.perf_counter() - start
     if not run.main:
         return None  # scoring and the files are rank 0's: it alone has the checkpoints
     ckpt = run.load_best(model)
+    record = run.record()  # the whole run's, across resumes
     model.eval()
     scores = score(model, config, data, run.path)
     figures = [f for f in FILES if (run.path / f).is_file()]
@@ -220,8 +218,8 @@ def _train(
         best_epoch=ckpt.get("best_epoch"),
         best_valid_loss=ckpt.get("best"),
         scores=scores,
-        seconds=round(seconds, 2),
-        history=fitted.history,
+        seconds=round(record.seconds, 2),
+        history=record.history,
         figures=figures,
     )
     run.write_results({**result.to_dict(), "epochs": config.epochs})

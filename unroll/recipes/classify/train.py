@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,8 +204,7 @@ def _train(
         return {"valid_loss": loss_sum / count, "valid_accuracy": correct / count}
 
     height, width = data.image_shape
-    start = time.perf_counter()
-    fitted = fit(
+    fit(
         run,
         model,
         optimizer,
@@ -229,10 +227,9 @@ def _train(
         quiet=run.quiet,
         desc=config.model,
     )
-    seconds = time.perf_counter() - start
     if not run.main:
         return None  # the test evaluation is rank 0's: it alone has the checkpoints
-    return _finish(run, config, data, splits, model, fitted.history, seconds)
+    return _finish(run, config, data, splits, model)
 
 
 def _finish(
@@ -241,11 +238,11 @@ def _finish(
     data: ImageDataset,
     splits: _Splits,
     model: nn.Module,
-    history: list[dict[str, Any]],
-    seconds: float,
 ) -> ClassifyResult:
-    """Score the best checkpoint on the test set; write results.json and the confusion files."""
+    """Score the best checkpoint on the test set; write results.json (history and time: the
+    run's whole record) and the confusion files."""
     ckpt = run.load_best(model)
+    record = run.record()
     predicted = predict(model, splits.test_x, data.max_value, config.eval_batch_size)
     k = len(data.classes)
     matrix = confusion_matrix(splits.test_y, predicted, k).cpu().tolist()
@@ -270,8 +267,8 @@ def _finish(
         classes=tuple(data.classes),
         best_epoch=ckpt.get("best_epoch"),
         best_valid_accuracy=ckpt.get("best"),
-        history=history,
-        seconds=seconds,
+        history=record.history,
+        seconds=record.seconds,
         parameters=parameters,
     )
     run.write_results(

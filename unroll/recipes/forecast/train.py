@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -256,8 +255,7 @@ def _train(
         abs_sum, sq_sum, count = distributed.all_sum(np.abs(err).sum(), (err**2).sum(), err.size)
         return {"valid_mae": abs_sum / count, "valid_rmse": float(np.sqrt(sq_sum / count))}
 
-    started = time.perf_counter()
-    fitted = fit(
+    fit(
         run,
         model,
         optimizer,
@@ -280,16 +278,16 @@ def _train(
         quiet=run.quiet,
         desc="forecast",
     )
-    train_seconds = time.perf_counter() - started
     if not run.main:
         return None  # the backtest is rank 0's: it alone has the checkpoints
     best = run.load_best(model)
     result = run_backtest(model, config, prep, run.path)
-    result.train_seconds = round(train_seconds, 2)
+    record = run.record()  # the whole run's, across resumes
+    result.train_seconds = round(record.seconds, 2)
     result.epochs = config.epochs
     result.best_epoch = best.get("best_epoch")
     result.best_valid_mae = best.get("best")
-    result.history = fitted.history
+    result.history = record.history
     run.write_results(result)
     return result
 

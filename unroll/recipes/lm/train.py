@@ -24,9 +24,8 @@ CUDA-graph step replace it.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -44,7 +43,6 @@ from unroll.engine.device import (
     resolve_device,
 )
 from unroll.engine.loop import FitResult, fit
-from unroll.engine.metrics_log import read_metrics
 from unroll.engine.model_check import check_memory, check_resumable
 from unroll.engine.progress import Progress
 from unroll.engine.recipe import Result
@@ -68,10 +66,12 @@ class LMResult(Result):
     best_valid_ppl: float | None
     best_epoch: int | None
     test_ppl: float
-    seconds: float
+    seconds: float  # training (with validation), every epoch on record: across resumes
     device: str
     precision: str
     sample: str
+    words_per_sec: float | None = None  # (chars_per_sec at character level)
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> str:
         def ppl(v: float | None) -> str:
@@ -281,7 +281,6 @@ def _train(
         nll, tokens = distributed.all_sum(nll, tokens)
         return {"valid_ppl": perplexity(nll, tokens)}
 
-    t_start = time.perf_counter()
     fit_lm(
         run,
         model,
@@ -319,9 +318,9 @@ def _train(
     generator = torch.Generator().manual_seed(config.seed)
     tokens = default_sample_length(config.level) if sample_tokens is None else sample_tokens
     text = sample_text(model, corpus.vocab, config.level, "", tokens, None, 1.0, None, generator)
-    # (A resumed run that had already finished trains no epoch: report its last one.)
-    epochs = [m for m in read_metrics(run.path) if "train_ppl" in m]
-    last = epochs[-1] if epochs else {}
+    # The whole record: a resumed run reports every epoch, its time summed over the segments.
+    record = run.record()
+    last = record.last
     result = LMResult(
         run_dir=run.path,
         epochs=config.epochs,
@@ -330,10 +329,12 @@ def _train(
         best_valid_ppl=best.get("best"),
         best_epoch=best.get("best_epoch"),
         test_ppl=perplexity(test_nll, test_tokens),
-        seconds=time.perf_counter() - t_start,
+        seconds=record.seconds,
         device=str(device),
         precision=effective_precision(device, config.precision),
         sample=text,
+        words_per_sec=record.per_sec("words" if config.level == "word" else "chars"),
+        history=record.history,
     )
     run.write_results(result)
     return result

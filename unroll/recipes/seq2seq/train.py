@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -236,8 +235,7 @@ def _train(
         }
 
     steps = P.num_batches(len(train_set), glob_batch)
-    start = time.perf_counter()
-    fitted = fit(
+    fit(
         run,
         model,
         optimizer,
@@ -257,10 +255,9 @@ def _train(
         quiet=run.quiet,
         desc=task_name(data),
     )
-    seconds = time.perf_counter() - start
     if not run.main:
         return None  # the test decoding is rank 0's: it alone has the checkpoints
-    return _finish(run, config, data, translator, fitted.history, seconds)
+    return _finish(run, config, data, translator)
 
 
 def _coin_seed(seed: int, epoch: int, rank: int) -> int:
@@ -277,12 +274,11 @@ def _finish(
     config: Seq2SeqConfig,
     data: P.PairData,
     translator: Translator,
-    history: list[dict[str, Any]],
-    seconds: float,
 ) -> Seq2SeqResult:
     """Score the best checkpoint on the test split (valid when there is none); write the
-    results, the outputs and the figures."""
+    results (history and time: the run's whole record), the outputs and the figures."""
     ckpt = run.load_best(translator.model)
+    record = run.record()
     translator.model.eval()
     split, pairs = ("test", data.test) if len(data.test) else ("valid", data.valid)
     with torch.no_grad():
@@ -305,9 +301,9 @@ def _finish(
         best_valid_exact=ckpt.get("best"),
         test=greedy.to_dict(),
         test_beam=None if beam is None else beam.to_dict(),
-        seconds=seconds,
+        seconds=record.seconds,
         parameters=sum(p.numel() for p in translator.model.parameters()),
-        history=history,
+        history=record.history,
     )
     run.write_results(result)
     return result

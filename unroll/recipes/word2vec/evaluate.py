@@ -15,7 +15,11 @@ from typing import Any
 import torch
 
 from unroll import textio
-from unroll.engine.checkpoint import find_checkpoint, load_checkpoint
+from unroll.engine.checkpoint import (
+    find_checkpoint,
+    load_checkpoint,
+    refuse_to_overwrite_checkpoints,
+)
 from unroll.engine.recipe import Result
 from unroll.errors import UserError
 from unroll.metrics.embeddings import (
@@ -178,7 +182,9 @@ def analogy(
 def export(
     path: str | os.PathLike, out: str | os.PathLike, binary: bool = False, checkpoint: str = "best"
 ) -> Path:
-    """Write the vectors of a run (or file) in the word2vec text or binary format."""
+    """Write the vectors of a run (or file) in the word2vec text or binary format (never over
+    a checkpoint: `refuse_to_overwrite_checkpoints`)."""
+    refuse_to_overwrite_checkpoints(out, "export to")
     textio.output_file(out, "OUT")
     return load(path, checkpoint).save_word2vec_format(out, binary)
 

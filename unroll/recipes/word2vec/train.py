@@ -23,7 +23,6 @@ gensim reads), ``results.json`` and ``embedding.png``.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -87,9 +86,10 @@ def train(
     One process only: the update is lock-free SGD on shared rows (the C tool's and gensim's
     scheme, `threads=N` for the cores of one machine); DDP's all-reduce of dense gradients
     does not apply to it, so under torchrun this stops with a one-line error."""
-    processes = distributed.World.from_env().size
-    if processes > 1:
-        raise UserError(
+    env = distributed.World.from_env()
+    if env.size > 1:  # the same on every rank: rank 0 says it, the others stop quietly
+        processes = env.size
+        raise (UserError if env.main else distributed.RankZeroError)(
             f"word2vec trains in one process (WORLD_SIZE={processes}: started by torchrun); "
             "use threads=N for the cores of one machine"
         )
@@ -220,8 +220,7 @@ def _train(
     def count_epoch(epoch: int) -> None:
         current["epoch"] = epoch
 
-    start = time.perf_counter()
-    fitted = fit(
+    fit(
         run,
         model,
         optimizer,
@@ -239,8 +238,7 @@ def _train(
         quiet=run.quiet,
         desc=f"word2vec {config.model}",
     )
-    wall = time.perf_counter() - start
-    return _finish(run, config, corpus, model, files, fitted.history, wall)
+    return _finish(run, config, corpus, model, files)
 
 
 MISSING_NOTE = (
@@ -255,11 +253,11 @@ def _finish(
     corpus: WordCorpus,
     model: Word2Vec,
     files: EvalFiles,
-    history: list[dict[str, Any]],
-    wall: float,
 ) -> Word2VecResult:
-    """The last vectors: vectors.bin, full scores, the picture, results.json."""
+    """The last vectors: vectors.bin, full scores, the picture, results.json (history, time
+    and speed: the run's whole record, across resumes)."""
     run.load_best(model)
+    record = run.record()
     kv = KeyedVectors(corpus.words, model.in_vectors.detach().cpu())
     path = kv.save_word2vec_format(run.path / "vectors.bin", binary=True)
     metrics, lines = scores(kv, files, config.restrict_vocab)
@@ -277,7 +275,7 @@ def _finish(
             from unroll.plotting import MISSING_MATPLOTLIB
 
             run.say(f"note: embedding.png skipped: {MISSING_MATPLOTLIB}")
-    seconds = sum(h["seconds"] for h in history) if history else wall
+    seconds = record.train_seconds
     result = Word2VecResult(
         run_dir=run.path,
         data=corpus.name,
@@ -285,12 +283,12 @@ def _finish(
         corpus_words=len(corpus),
         epochs=config.epochs,
         seconds=seconds,
-        words_per_sec=len(history) * len(corpus) / seconds if history and seconds else 0.0,
+        words_per_sec=record.epochs * len(corpus) / seconds if seconds else 0.0,
         vectors=str(path),
         plot=str(png) if png else None,
         scores=metrics,
         report="\n".join(lines),
-        history=history,
+        history=record.history,
     )
     run.write_results(result)
     return result
