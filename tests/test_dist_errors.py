@@ -1,7 +1,8 @@
 """Errors of torchrun jobs are one line from rank 0 (not one per rank, not a rank's Python
 traceback): word2vec, which trains in one process, and a rank that stalls until the others'
 collectives time out (``UNROLL_DIST_TIMEOUT``; ``UNROLL_FAULT=...:stall`` makes rank 1 hang).
-torchrun's own summary of the failed job (its ChildFailedError) is the launcher's and stays.
+torchrun's own summary of the failed job (its ChildFailedError) is the launcher's; `unroll-torchrun`
+(tests/test_launch.py) ends it in one line instead.
 Both start 2-process jobs (~20 s each): ``slow``."""
 
 from __future__ import annotations
