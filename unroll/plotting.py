@@ -11,8 +11,8 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from unroll.engine.checkpoint import atomic_write_bytes
 from unroll.errors import UserError
+from unroll.fileio import atomic_write_bytes
 
 MISSING_MATPLOTLIB = "matplotlib is not installed (pip install 'unroll[plot]')"
 

@@ -23,6 +23,7 @@ from unroll.data.text import (
     tokenize,
 )
 from unroll.errors import UserError
+from unroll.fileio import atomic_write_text
 
 
 def tokenize_prompt(
@@ -54,7 +55,6 @@ def texts_directory(texts: object) -> Path:
     import hashlib
 
     from unroll.data.download import cache_dir
-    from unroll.engine.checkpoint import atomic_write_text
 
     if isinstance(texts, dict):
         missing = [s for s in SPLITS if s not in texts]

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from unroll.errors import UserError
+from unroll.fileio import atomic_write_bytes
 from unroll.limits import MAX_DIM, MAX_VOCABULARY, check_bytes
 from unroll.textio import read_bytes, split_lines
 
@@ -51,8 +52,6 @@ def write_word2vec(
     path: str | os.PathLike, words: Sequence[str], vectors: np.ndarray, binary: bool = False
 ) -> Path:
     """Write the file atomically (a temporary file renamed into place)."""
-    from unroll.engine.checkpoint import atomic_write_bytes
-
     path = Path(path)
     data = format_word2vec(words, vectors, binary)
     try:

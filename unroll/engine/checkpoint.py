@@ -43,7 +43,6 @@ import hashlib
 import io
 import os
 import signal
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -52,6 +51,11 @@ from typing import Any
 import torch
 
 from unroll.errors import UserError
+from unroll.fileio import (  # noqa: F401  (re-exported: the writing itself is a floor below)
+    atomic_write_bytes,
+    atomic_write_text,
+    remove_stale_temp_files,
+)
 
 FORMAT = 1
 FAULT_ENV = "UNROLL_FAULT"
@@ -71,67 +75,6 @@ def fault_point(name: str, epoch: int | None = None) -> None:
             while True:
                 time.sleep(3600)
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def atomic_write_bytes(
-    path: str | Path, data: bytes, mode: int = 0o644, before_rename=None
-) -> None:
-    """Write `data` to `path` atomically (temp file in the same directory + fsync + rename).
-
-    Files get `mode` (default rw-r--r--, as a plain ``open`` would under the usual umask), so
-    every file of a run directory has the same permissions."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise _write_error(path, e) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode & ~_umask())
-        if before_rename is not None:
-            before_rename()
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise _write_error(path, e) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_error(path: Path, e: OSError) -> UserError:
-    """A failed write as one line: disk full or over the file-size limit, most often."""
-    import errno
-
-    why = {
-        errno.ENOSPC: "no space left on the device",
-        errno.EFBIG: "file too large (a file-size limit: ulimit -f?)",
-        getattr(errno, "EDQUOT", -1): "disk quota exceeded",
-    }.get(e.errno, e.strerror or str(e))
-    kept = "unchanged" if path.exists() else "not written"
-    return UserError(f"{path}: cannot write ({why}); the file is {kept}")
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def remove_stale_temp_files(directory: str | Path) -> list[Path]:
-    """Delete ``.NAME.*.tmp`` files that a killed atomic write left behind; returns them."""
-    removed = []
-    for p in Path(directory).glob(".*.tmp"):
-        p.unlink(missing_ok=True)
-        removed.append(p)
-    return removed
 
 
 def checkpoint_bytes(payload: dict[str, Any]) -> bytes:

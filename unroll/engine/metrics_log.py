@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from unroll.errors import UserError
+from unroll.fileio import atomic_write_text, write_error
 
 
 def _plain(v: Any) -> Any:
@@ -46,8 +47,6 @@ class MetricsLogger:
         self.path = Path(run_path) / "metrics.jsonl"
         if truncate_after is not None and os.path.lexists(self.path):
             kept = read_record(self.path, upto=truncate_after)
-            from unroll.engine.checkpoint import atomic_write_text
-
             atomic_write_text(self.path, "".join(_line(r) for r in kept))
         self._file = open_for_append(self.path)
         self._tb = None
@@ -69,9 +68,7 @@ class MetricsLogger:
             self._file.write(_line(record))
             self._file.flush()
         except OSError as e:  # disk full: one line (a cut line is dropped on resume)
-            from unroll.engine.checkpoint import _write_error
-
-            raise _write_error(self.path, e) from None
+            raise write_error(self.path, e) from None
         if self._tb is not None:
             x = step if step is not None else record.get("epoch", 0)
             for k, v in record.items():

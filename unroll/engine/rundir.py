@@ -41,9 +41,9 @@ from typing import Any
 
 import torch
 
-from unroll.engine.checkpoint import atomic_write_text, remove_stale_temp_files
 from unroll.engine.device import device_name
 from unroll.errors import UserError
+from unroll.fileio import atomic_write_text, remove_stale_temp_files
 
 
 def git_sha() -> str | None:

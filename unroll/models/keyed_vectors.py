@@ -39,6 +39,7 @@ from torch import Tensor
 
 from unroll.data.word2vec_format import read_word2vec, write_word2vec
 from unroll.errors import UserError
+from unroll.fileio import atomic_write_bytes
 from unroll.metrics.embeddings import (
     ANALOGIES,
     WORDSIM,
@@ -391,8 +392,6 @@ class KeyedVectors:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Words and vectors in one NumPy ``.npz`` file (no pickle: `load` reads it safely)."""
-        from unroll.engine.checkpoint import atomic_write_bytes
-
         buffer = io.BytesIO()
         np.savez(buffer, words=np.array(self.words, dtype=np.str_), vectors=self.vectors.numpy())
         path = Path(path)

@@ -13,13 +13,14 @@ from torch import nn
 
 from unroll import textio
 from unroll.data.timeseries import Scaler
-from unroll.engine.checkpoint import atomic_write_bytes, find_checkpoint, load_checkpoint
+from unroll.engine.checkpoint import find_checkpoint, load_checkpoint
 from unroll.engine.device import resolve_device
 from unroll.engine.distributed import World
 from unroll.engine.model_check import load_weights, saved_config
 from unroll.engine.recipe import Result
 from unroll.engine.rundir import dumps
 from unroll.errors import UserError
+from unroll.fileio import atomic_write_bytes
 from unroll.models.autoencoders import (
     ConvAutoencoder,
     DenoisingAutoencoder,

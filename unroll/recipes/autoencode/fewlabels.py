@@ -32,12 +32,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from unroll.config import check
-from unroll.engine.checkpoint import atomic_write_text
 from unroll.engine.device import num_threads, resolve_device
 from unroll.engine.loop import fit, make_optimizer, supervised_step
 from unroll.engine.recipe import Result
 from unroll.engine.rundir import dumps
 from unroll.errors import UserError
+from unroll.fileio import atomic_write_text
 from unroll.models.autoencoders import (
     EncoderClassifier,
     SequenceAutoencoder,

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from unroll.engine.checkpoint import atomic_write_text
+from unroll.fileio import atomic_write_text
 from unroll.metrics.reconstruction import (
     anomaly_threshold,
     bce_per_pixel,

@@ -30,7 +30,6 @@ from torch import nn
 
 from unroll.data.images import ImageDataset, load_images, train_valid_split
 from unroll.engine import distributed
-from unroll.engine.checkpoint import atomic_write_text
 from unroll.engine.device import num_threads, resolve_device
 from unroll.engine.loop import decayed_lr, fit, make_optimizer, supervised_step
 from unroll.engine.model_check import check_memory, check_resumable
@@ -39,6 +38,7 @@ from unroll.engine.run import Run, resume_point
 from unroll.engine.rundir import check_out_path, default_run_dir, dumps
 from unroll.engine.seed import seed_everything
 from unroll.errors import UserError
+from unroll.fileio import atomic_write_text
 from unroll.metrics.classification import accuracy, confusion_matrix, format_confusion
 from unroll.recipes.classify.config import BASELINES, RECIPE, RNN_MODELS, ClassifyConfig
 from unroll.recipes.classify.evaluate import build_model, check_saved_data, inputs, predict

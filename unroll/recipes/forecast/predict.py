@@ -8,10 +8,11 @@ from pathlib import Path
 import torch
 
 from unroll.data.timeseries import EMBEDDED, Scaler, future_times, load_series, read_csv
-from unroll.engine.checkpoint import atomic_write_text, find_checkpoint, load_checkpoint
+from unroll.engine.checkpoint import find_checkpoint, load_checkpoint
 from unroll.engine.model_check import load_weights, saved_config
 from unroll.engine.recipe import Result
 from unroll.errors import UserError
+from unroll.fileio import atomic_write_text
 from unroll.recipes.forecast.config import KIND, ForecastConfig
 from unroll.recipes.forecast.train import build_model, forecast_origins, load_config_series
 

@@ -42,7 +42,6 @@ from torch import nn
 from unroll.data import pairs as P
 from unroll.data.text import Vocabulary
 from unroll.engine import distributed
-from unroll.engine.checkpoint import atomic_write_text
 from unroll.engine.device import num_threads, resolve_device
 from unroll.engine.loop import decayed_lr, fit, make_optimizer, supervised_step
 from unroll.engine.model_check import check_memory, check_resumable
@@ -50,6 +49,7 @@ from unroll.engine.recipe import Result
 from unroll.engine.run import Run, resume_point
 from unroll.engine.seed import seed_everything
 from unroll.errors import UserError
+from unroll.fileio import atomic_write_text
 from unroll.metrics.sequence import scores_from_counts, sequence_counts
 from unroll.models.seq2seq import Seq2Seq, sequence_loss
 from unroll.recipes.seq2seq.config import RECIPE, Seq2SeqConfig
