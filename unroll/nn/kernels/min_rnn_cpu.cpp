@@ -63,9 +63,10 @@ UNROLL_INLINE T g(T v) {
   return v >= T(0) ? v + T(0.5) : s;
 }
 template <typename T>
-UNROLL_INLINE T g_grad(T v) {
+UNROLL_INLINE void g_and_grad(T v, T& gv, T& dg) {  // one sigmoid for both
   const T s = sigmoid(v);
-  return v >= T(0) ? T(1) : s * (T(1) - s);
+  gv = v >= T(0) ? v + T(0.5) : s;
+  dg = v >= T(0) ? T(1) : s * (T(1) - s);
 }
 
 template <typename T>
@@ -111,21 +112,25 @@ void backward_impl(const T* __restrict xp, const T* __restrict h0, const T* __re
       if (lstm) {
 #pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
-          const T f = sigmoid(k[j]), i = sigmoid(k[H + j]), v = k[2 * H + j];
-          const T ht = g(v), s = f + i, dt = (d[j] + d_out[j]) / s;
+          const T f = sigmoid(k[j]), i = sigmoid(k[H + j]);
+          T ht, dg;
+          g_and_grad(k[2 * H + j], ht, dg);
+          const T s = f + i, dt = (d[j] + d_out[j]) / s;
           // h = (f·hp + i·h̃)/s: ∂h/∂f = (hp − h)/s, ∂h/∂i = (h̃ − h)/s, ∂h/∂h̃ = i/s
           dk[j] = dt * (hp[j] - h[j]) * f * (T(1) - f);
           dk[H + j] = dt * (ht - h[j]) * i * (T(1) - i);
-          dk[2 * H + j] = dt * i * g_grad(v);
+          dk[2 * H + j] = dt * i * dg;
           d[j] = dt * f;
         }
       } else {
 #pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
-          const T z = sigmoid(k[j]), v = k[H + j];
-          const T ht = g(v), dt = d[j] + d_out[j];
+          const T z = sigmoid(k[j]);
+          T ht, dg;
+          g_and_grad(k[H + j], ht, dg);
+          const T dt = d[j] + d_out[j];
           dk[j] = dt * (ht - hp[j]) * z * (T(1) - z);
-          dk[H + j] = dt * z * g_grad(v);
+          dk[H + j] = dt * z * dg;
           d[j] = dt * (T(1) - z);
         }
       }
