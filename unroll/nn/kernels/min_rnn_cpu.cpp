@@ -17,12 +17,28 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
 namespace {
+
+// Flush denormals to zero (FTZ) and read them as zero (DAZ) inside the loops, restored after.
+// The backward carries dL/dh through Π (1 − z_t): over hundreds of steps it decays into the
+// denormal range, where every x86 multiply takes a ~100-cycle assist (measured: the backward
+// 20× slower at T = 784). Values below 1e-38 (float) change nothing that matters.
+struct FlushDenormals {
+#if defined(__SSE__)
+  unsigned int saved = _mm_getcsr();
+  FlushDenormals() { _mm_setcsr(saved | 0x8040); }  // FTZ (bit 15) | DAZ (bit 6)
+  ~FlushDenormals() { _mm_setcsr(saved); }
+#endif
+};
 
 #define UNROLL_INLINE inline __attribute__((always_inline))
 
@@ -142,6 +158,7 @@ at::Tensor min_forward(const at::Tensor& xp, const at::Tensor& h0, bool lstm) {
   TORCH_CHECK(xp.dim() == 3 && h0.dim() == 2, "min_rnn_cpu.forward: XP (T, B, G), h0 (B, H)");
   auto x = xp.contiguous(), h = h0.contiguous();
   auto y = at::empty({x.size(0), x.size(1), h.size(1)}, x.options());
+  FlushDenormals ftz;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "min_forward", [&] {
     forward_impl<scalar_t>(x.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(),
                            y.data_ptr<scalar_t>(), x.size(0), x.size(1), h.size(1), lstm);
@@ -155,6 +172,7 @@ std::tuple<at::Tensor, at::Tensor> min_backward(const at::Tensor& xp, const at::
   auto x = xp.contiguous(), h = h0.contiguous(), yc = y.contiguous(), d = dy.contiguous();
   auto dxp = at::empty_like(x);
   auto dh = at::zeros_like(h);
+  FlushDenormals ftz;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "min_backward", [&] {
     backward_impl<scalar_t>(x.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(),
                             yc.data_ptr<scalar_t>(), d.data_ptr<scalar_t>(),
