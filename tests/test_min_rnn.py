@@ -262,3 +262,57 @@ def test_torch_compile(name):
     got, gh = compiled(x)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(gh, wh, atol=1e-5, rtol=1e-5)
+
+
+class _FlatIO(torch.nn.Module):
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x, h0, lengths=None):
+        return self.layer(x, h0, lengths=lengths)
+
+
+@pytest.mark.parametrize("name", LAYERS)
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_onnx_export_is_the_recurrence_for_any_length(name, with_lengths):
+    """torch.onnx.export(dynamo=True) writes ONNX Scan nodes (the recurrence, no unrolled
+    steps); onnxruntime on new lengths T (longer and shorter than the example's) matches the
+    eager layer."""
+    import io
+    import warnings
+
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    torch.manual_seed(12)
+    layer = LAYERS[name](3, 4, num_layers=2, bidirectional=True).eval()
+    wrapper = _FlatIO(layer).eval()
+
+    def inputs(T, seed):
+        g = torch.Generator().manual_seed(seed)
+        x, h0 = torch.randn(T, 2, 3, generator=g), torch.rand(4, 2, 4, generator=g)
+        return (x, h0, torch.tensor([T, max(1, T - 2)])) if with_lengths else (x, h0)
+
+    example, buf = inputs(5, 0), io.BytesIO()
+    names = ["input", "h0", "lengths"][: len(example)]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="torch|onnx|onnxscript")
+        torch.onnx.export(
+            wrapper,
+            example,
+            buf,
+            dynamo=True,
+            input_names=names,
+            dynamic_shapes=({0: torch.export.Dim.DYNAMIC},) + (None,) * (len(example) - 1),
+        )
+    ops = {n.op_type for n in onnx.load_from_string(buf.getvalue()).graph.node}
+    assert "Scan" in ops, ops
+    session = ort.InferenceSession(buf.getvalue())
+    for T in (11, 1):
+        feeds = inputs(T, T)
+        got = session.run(None, {n: v.numpy() for n, v in zip(names, feeds)})
+        with torch.no_grad():
+            want = wrapper(*feeds)
+        for g_, w in zip(got, want):
+            torch.testing.assert_close(torch.from_numpy(g_), w, atol=1e-5, rtol=1e-5)

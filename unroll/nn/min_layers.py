@@ -26,7 +26,13 @@ numbers to rounding, `tests/test_min_rnn.py` holds them to the reference in floa
              reverse pass): the compiled CPU loop (`kernels/min_rnn_cpu.cpp`) or, on CUDA, the
              Triton kernels (`kernels.scan_triton`). float32/float64.
   auto       fused where it is available for the device and dtype, else blocked. Under
-             torch.compile, jit.trace or torch.export: blocked (plain torch ops, any T).
+             torch.compile: blocked (plain torch ops, any T).
+  export     while torch.onnx.export (dynamo=True) or torch.export records, whatever ``impl``
+             says: the reference step inside torch's ``scan`` operator
+             (`torch._higher_order_ops.scan`), which the ONNX exporter writes as one ONNX
+             Scan node per layer and direction — the recurrence itself, constant memory at
+             inference, any T. The TorchScript exporter and jit.trace get the reference loop,
+             unrolled over the example's T (a warning says so).
 
 Variable lengths: padded input steps are zeroed, the scan runs over all T (a step only sees
 earlier ones, so the padding never reaches a valid step), outputs at padded steps are zero, the
@@ -55,8 +61,13 @@ from unroll.nn.kernels import scan_cpu
 MIN_IMPLS = ("auto", "reference", "scan", "blocked", "fused")
 
 
+def _compiling() -> bool:
+    return torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+
+
 def _exporting() -> bool:
-    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+    """torch.export / torch.onnx.export(dynamo=True) (not a trace, not torch.compile)."""
+    return torch.compiler.is_exporting()
 
 
 def fused_loop(device: torch.device, dtype: torch.dtype):
@@ -157,12 +168,18 @@ class _MinRNNBase(nn.Module):
     def implementation(self) -> str:
         """What runs: "reference", "scan", "blocked" or "fused" (see the module docstring).
         "fused" and "auto" fall back to "blocked" where the fused loop is not available for the
-        parameters' device and dtype, and while torch.compile, jit.trace or torch.export
-        records (the fused loop is an opaque op with no traced form)."""
+        parameters' device and dtype, and under torch.compile (the fused loop is an opaque op
+        with no traced form). While torch.export or torch.onnx.export(dynamo=True) records:
+        "export" (the step in torch's scan operator); while jit.trace (or the TorchScript
+        ONNX exporter) records: "reference" (unrolled over the example's T)."""
+        if _exporting():
+            return "export"
+        if torch.jit.is_tracing():
+            return "reference"
         if self.impl in ("reference", "scan", "blocked"):
             return self.impl
         w = self.weight_ih_l0
-        if _exporting() or fused_loop(w.device, w.dtype) is None:
+        if _compiling() or fused_loop(w.device, w.dtype) is None:
             return "blocked"
         return "fused"
 
@@ -186,7 +203,12 @@ class _MinRNNBase(nn.Module):
                 ) from None
         if lengths.dim() != 1 or lengths.numel() != batch:
             raise ValueError(f"{name}: expected {batch} lengths (one per sequence)")
-        if batch and (int(lengths.min()) <= 0 or int(lengths.max()) > steps):
+        # Not while exporting: the lengths are then an input of the graph.
+        if (
+            not (_exporting() or torch.jit.is_tracing())
+            and batch
+            and (int(lengths.min()) <= 0 or int(lengths.max()) > steps)
+        ):
             raise ValueError(
                 f"{name}: expected every length in [1, {steps}] (T = {steps}), got "
                 f"min {int(lengths.min())}, max {int(lengths.max())}"
@@ -256,6 +278,13 @@ class _MinRNNBase(nn.Module):
             return t.gather(0, rev_index.unsqueeze(2).expand_as(t))
 
         impl, D = self.implementation, self.num_directions
+        if impl == "reference" and torch.jit.is_tracing():
+            warnings.warn(
+                f"{name}: traced as the reference loop, unrolled over the example input's T: "
+                "the traced graph takes that length only (torch.onnx.export(dynamo=True) "
+                "exports the recurrence for any T)",
+                stacklevel=3,
+            )
         layer_input, finals = x, []
         for layer in range(self.num_layers):
             if layer > 0 and self.dropout > 0 and self.training:
@@ -285,6 +314,16 @@ class _MinRNNBase(nn.Module):
                 h = step(x_proj[t], h)
                 hs.append(h)
             return torch.stack(hs)
+        if impl == "export":
+            from torch._higher_order_ops.scan import scan
+
+            step = MIN_STEPS[self.mode]
+
+            def combine(h: Tensor, xp_t: Tensor) -> tuple[Tensor, Tensor]:
+                h = step(xp_t, h)
+                return h, h.clone()  # carry, and this step's output
+
+            return scan(combine, h0, x_proj)[1]
         if impl == "fused":
             loop = fused_loop(x.device, x.dtype)
             return scan_cpu.MinRecurrence.apply(x_proj, h0, self.mode == "LSTM", loop)
