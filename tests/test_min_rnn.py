@@ -253,6 +253,22 @@ def test_auto_picks_fused_on_cpu():
 
 
 @pytest.mark.parametrize("name", LAYERS)
+@pytest.mark.parametrize("impl", ["auto", "blocked"])
+def test_bf16_autocast(name, impl):
+    """Under CPU bf16 autocast (the LM's precision=bf16) the layer runs and trains; the fused
+    loop takes the bf16 GEMM output in float32."""
+    torch.manual_seed(13)
+    layer = LAYERS[name](4, 5, num_layers=2, impl=impl)
+    x = torch.randn(20, 3, 4)
+    want, _ = layer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, hn = layer(x)
+    got.float().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in layer.parameters())
+    torch.testing.assert_close(got.float(), want, atol=5e-2, rtol=5e-2)
+
+
+@pytest.mark.parametrize("name", LAYERS)
 def test_torch_compile(name):
     torch.manual_seed(11)
     layer = LAYERS[name](3, 4, num_layers=2, bidirectional=True, batch_first=True)

@@ -325,7 +325,10 @@ class _MinRNNBase(nn.Module):
 
             return scan(combine, h0, x_proj)[1]
         if impl == "fused":
-            loop = fused_loop(x.device, x.dtype)
+            if x_proj.dtype != h0.dtype or fused_loop(x.device, x_proj.dtype) is None:
+                # under autocast (bf16/fp16 GEMM output): the loop runs in float32
+                x_proj, h0 = x_proj.float(), h0.float()
+            loop = fused_loop(x.device, x_proj.dtype)
             return scan_cpu.MinRecurrence.apply(x_proj, h0, self.mode == "LSTM", loop)
         log_a, log_b = min_coefficients(x_proj, self.mode)  # (T, B, H) each
         if impl == "scan":
