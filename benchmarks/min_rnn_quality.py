@@ -11,7 +11,7 @@ Tasks (``--task``):
            Linear(H, 10) on the last state, B = 64. Score: accuracy on the first
            ``--eval-images`` test images.
 
-Every model has (within 3%) the parameter count of the LSTM with ``--lstm-hidden`` units: H is
+Every model has (within 1%) the parameter count of the LSTM with ``--lstm-hidden`` units: H is
 solved per model (a min-RNN has no W_hh, so it gets more units). Each trains with Adam
 (lr ``--lr``), gradients clipped to norm 1, until ``--budget`` seconds of this thread's CPU
 time have passed (CPU time, not wall time: the machine is shared; evaluation not counted),
