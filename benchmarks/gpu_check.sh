@@ -10,8 +10,9 @@
 #   2. the whole test suite on the GPU (the CUDA tests run there; pytest-xdist when present)
 #   3. benchmarks/ptb_speed.py --all (short: N steps of each preset, tf32 and bf16)
 #   4. benchmarks/cells.py --device cuda (layers vs cuDNN's nn.LSTM)
+#   5. benchmarks/parallel_rnn.py --device cuda (minGRU/minLSTM: Triton loop and scans vs cuDNN)
 # Files: env.txt summary.txt ptb-medium.txt ptb-medium-results.json ptb-medium-metrics.jsonl
-#        tests.txt ptb_speed.json cells.json
+#        tests.txt ptb_speed.json cells.json parallel_rnn.jsonl
 set -u
 OUT=${1:-${OUT:-gpu-check}}
 PY=${PYTHON:-python3}
@@ -44,3 +45,7 @@ summary "ptb_speed exit $?"
 
 timeout 180 $PY benchmarks/cells.py --device cuda > "$OUT/cells.json" 2>> "$OUT/summary.txt"
 summary "cells exit $?"
+
+timeout 120 $PY benchmarks/parallel_rnn.py --device cuda --batch 64 --hidden 256 --rounds 10 \
+    > "$OUT/parallel_rnn.jsonl" 2>> "$OUT/summary.txt"
+summary "parallel_rnn exit $?"
