@@ -2,7 +2,7 @@
 # The GPU check, as one prepared command: about 8 minutes on one H200.
 #
 #   mkdir -p .carry/data && cp -r ../shared/data/ptb .carry/data/   # once, here (ignored by git)
-#   bash benchmarks/gpu_check.sh OUT_DIR                            # there: writes 8 files
+#   bash benchmarks/gpu_check.sh OUT_DIR                            # there: writes 9 files
 #
 # (With the device tool: run(command="bash benchmarks/gpu_check.sh $OUT", carry=[".carry"]).)
 # In order, each under its own time limit so one hang cannot eat the rest:
