@@ -350,3 +350,31 @@ def test_onnx_export_is_the_recurrence_for_any_length(name, with_lengths):
             want = wrapper(*feeds)
         for g_, w in zip(got, want):
             torch.testing.assert_close(torch.from_numpy(g_), w, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_torch_export_takes_any_length(name):
+    """torch.export records the step in torch's scan operator: the exported program runs any
+    T (what the ONNX exporter turns into Scan nodes; runs without onnx installed)."""
+    torch.manual_seed(14)
+    layer = LAYERS[name](3, 4, num_layers=2, bidirectional=True).eval()
+    example = (torch.randn(5, 2, 3), torch.rand(4, 2, 4))
+    program = torch.export.export(
+        _FlatIO(layer), example, dynamic_shapes=({0: torch.export.Dim.DYNAMIC}, None)
+    )
+    ops = {str(n.target) for n in program.graph.nodes}
+    assert any("scan" in op for op in ops), ops
+    for T in (13, 1):
+        x, h0 = torch.randn(T, 2, 3), torch.rand(4, 2, 4)
+        got = program.module()(x, h0)
+        want = layer(x, h0)
+        for g_, w in zip(got, want):
+            torch.testing.assert_close(g_, w, atol=1e-5, rtol=1e-5)
+
+
+def test_jit_trace_warns_it_is_unrolled():
+    layer = unroll.MinGRU(3, 4).eval()
+    x = torch.randn(6, 2, 3)
+    with pytest.warns(UserWarning, match="unrolled over the example"):
+        traced = torch.jit.trace(layer, (x,), check_trace=False)
+    torch.testing.assert_close(traced(x)[0], layer(x)[0])
