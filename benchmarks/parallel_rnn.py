@@ -67,6 +67,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--impls", nargs="+", default=["fused", "blocked", "scan"])
     p.add_argument("--device", default="cpu")
+    p.add_argument("--chunk", type=int, default=None, help="steps per block of impl blocked")
     p.add_argument(
         "--clock",
         choices=["wall", "thread"],
@@ -75,6 +76,8 @@ def main() -> None:
     )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.chunk:
+        scan_cpu.CHUNK = args.chunk
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     clock = time.thread_time if args.clock == "thread" else time.perf_counter
@@ -96,6 +99,7 @@ def main() -> None:
                 "C": args.hidden,
                 "layers": 1,
                 "clock": args.clock,
+                "blocked_chunk": scan_cpu.CHUNK,
             }
         ),
         flush=True,
