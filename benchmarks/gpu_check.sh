@@ -26,6 +26,8 @@
 #   ptb_speed   benchmarks/ptb_speed.py --all --data ptb --steps 150 (a line per preset)
 #                                                                                  55  [40]
 #   cells       benchmarks/cells.py --device cuda --quick (one line per case)      40  [30]
+#               then benchmarks/parallel_rnn.py (minGRU/minLSTM vs cuDNN's GRU/LSTM, T 64..4096;
+#               its lines appended to cells.jsonl)                                 30  [20]
 #   tests       the suite with pytest-xdist, no -x, junit; stopped by SIGINT at its cap (the
 #               rest of the budget, 20 s kept for pytest to write its summary and junit.xml)
 #               (DRY: tests/test_config.py)
@@ -338,6 +340,19 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith('{')]
 cases = {r['case']: ('error' not in r) for r in rows if 'case' in r}
 print(json.dumps({'cases': cases}))" "$OUT/cells.jsonl" 2>/dev/null || echo '{}')
   record cells "$STATUS" "$SECS" "$extra"
+  # minGRU/minLSTM (the Triton loop, the scans) vs cuDNN's GRU/LSTM: its lines are appended to
+  # cells.jsonl (the device tool returns at most 8 files)
+  if [ "$DRY" = 1 ]; then
+    args=(--device cpu --steps 16 64 --batch 2 --hidden 8 --rounds 1)
+    limit=$(cap 20)
+  else
+    args=(--device cuda --steps 64 256 1024 4096 --batch 64 --hidden 256 --rounds 5)
+    limit=$(cap 30)
+  fi
+  run_phase parallel_rnn "$limit" TERM "$WORK/parallel_rnn.jsonl" -- "$VPY" \
+    benchmarks/parallel_rnn.py "${args[@]}"
+  cat "$WORK/parallel_rnn.jsonl" >> "$OUT/cells.jsonl" 2>/dev/null
+  record parallel_rnn "$STATUS" "$SECS"
 fi
 
 # --- the suite: xdist, no -x, junit, SIGINT at the cap ----------------------------------------

@@ -6,6 +6,7 @@ recipes that reproduce published results.
 Public API:
     cells      RNNCell, LSTMCell, GRUCell                      (unroll.nn.cells)
     layers     RNN, LSTM, GRU — drop-in for torch.nn's          (unroll.nn.layers)
+               MinGRU, MinLSTM — parallel-in-time (Feng et al. 2024) (unroll.nn.min_layers)
     models     LanguageModel, RNNClassifier, SoftmaxRegression, SmallCNN, Forecaster
     recipes    lm, classify, forecast, sincos, seq2seq, autoencode, word2vec: train/evaluate/
                predict functions the CLI calls, e.g. ``unroll.lm.train``; loaded on first
@@ -28,7 +29,7 @@ from unroll.errors import UserError
 from unroll.models.classifier import RNNClassifier, SmallCNN, SoftmaxRegression
 from unroll.models.forecaster import Forecaster
 from unroll.models.lm import LanguageModel
-from unroll.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from unroll.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, MinGRU, MinLSTM, RNNCell
 
 # Recipes import argparse-free but heavier code (data loaders, plotting): loaded on first use.
 _RECIPES = ("lm", "classify", "forecast", "sincos", "seq2seq", "autoencode", "word2vec")
@@ -54,6 +55,8 @@ __all__ = [
     "GRUCell",
     "LSTMCell",
     "LanguageModel",
+    "MinGRU",
+    "MinLSTM",
     "RNNCell",
     "RNNClassifier",
     "SmallCNN",

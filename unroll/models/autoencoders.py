@@ -36,9 +36,9 @@ import torch
 from torch import nn
 
 from unroll.models.classifier import RNNClassifier, SoftmaxRegression
-from unroll.nn.layers import GRU, LSTM
+from unroll.nn.registry import RECURRENT_LAYERS
 
-SEQUENCE_CELLS = {"lstm": LSTM, "gru": GRU}
+SEQUENCE_CELLS = {c: RECURRENT_LAYERS[c] for c in ("lstm", "gru", "mingru", "minlstm")}
 NOISES = ("gaussian", "masking")
 
 
@@ -200,12 +200,14 @@ class SequenceAutoencoder(nn.Module):
         input_size: int,
         hidden_size: int = 128,
         num_layers: int = 1,
-        cell: Literal["lstm", "gru"] = "lstm",
+        cell: Literal["lstm", "gru", "mingru", "minlstm"] = "lstm",
         conditional: bool = True,
     ):
         super().__init__()
         if cell not in SEQUENCE_CELLS:
-            raise ValueError(f"SequenceAutoencoder: cell {cell!r}, expected lstm or gru")
+            raise ValueError(
+                f"SequenceAutoencoder: cell {cell!r}, expected one of {', '.join(SEQUENCE_CELLS)}"
+            )
         layer = SEQUENCE_CELLS[cell]
         self.cell, self.conditional = cell, conditional
         self.encoder = layer(input_size, hidden_size, num_layers, batch_first=True)

@@ -22,10 +22,10 @@ import torch
 from torch import nn
 
 from unroll.data.images import pixel_permutation, sequence_shape, to_sequences
-from unroll.nn.layers import GRU, LSTM, RNN
+from unroll.nn.registry import RECURRENT_LAYERS
 
-CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
-MODEL_NAMES = ("lstm", "gru", "rnn", "irnn", "softmax", "cnn")
+CELLS = RECURRENT_LAYERS  # lstm, gru, rnn, mingru, minlstm
+MODEL_NAMES = ("lstm", "gru", "rnn", "irnn", "mingru", "minlstm", "softmax", "cnn")
 
 
 class RNNClassifier(nn.Module):
@@ -35,7 +35,7 @@ class RNNClassifier(nn.Module):
         width: int,
         num_classes: int,
         *,
-        cell: Literal["lstm", "gru", "rnn"] = "lstm",
+        cell: Literal["lstm", "gru", "rnn", "mingru", "minlstm"] = "lstm",
         sequence: Literal["rows", "pixels", "permuted"] = "rows",
         permutation_seed: int = 0,
         hidden_size: int = 128,
@@ -168,7 +168,7 @@ def build_classifier(
         return SoftmaxRegression(height, width, num_classes)
     if model == "cnn":
         return SmallCNN(height, width, num_classes, fc=cnn_fc, dropout=cnn_dropout)
-    if model in ("lstm", "gru", "rnn", "irnn"):
+    if model in ("lstm", "gru", "rnn", "irnn", "mingru", "minlstm"):
         return RNNClassifier(
             height,
             width,

@@ -27,9 +27,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from unroll.nn.layers import GRU, LSTM, RNN
+from unroll.nn.registry import RECURRENT_LAYERS
 
-LAYERS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+LAYERS = RECURRENT_LAYERS  # lstm, gru, rnn, mingru, minlstm
 
 
 class Forecaster(nn.Module):
@@ -39,7 +39,7 @@ class Forecaster(nn.Module):
         horizon: int,
         *,
         mode: Literal["direct", "recursive"] = "direct",
-        cell: Literal["lstm", "gru", "rnn"] = "lstm",
+        cell: Literal["lstm", "gru", "rnn", "mingru", "minlstm"] = "lstm",
         hidden_size: int = 64,
         num_layers: int = 1,
         dropout: float = 0.0,

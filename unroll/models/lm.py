@@ -5,6 +5,8 @@
 
 Batch-first throughout: `forward` takes ``x`` of shape ``[B, T]`` and returns logits
 ``[B, T, V]`` and the state ``(h, c)``, each ``[num_layers, B, H]`` (torch.nn.LSTM's layout).
+``cell="mingru"|"minlstm"`` puts a min-RNN (`unroll.nn.min_layers`) in the LSTM's place; its
+state is the 1-tuple ``(h,)``, carried across BPTT windows the same way.
 
 Dropout is applied only to the non-recurrent connections (Zaremba, Sutskever & Vinyals 2014,
 "Recurrent Neural Network Regularization", sec. 3): on the embeddings, between LSTM layers and
@@ -21,8 +23,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unroll.nn.layers import LSTM
+from unroll.nn.registry import layer_class
 
-State = tuple[Tensor, Tensor]
+State = tuple[Tensor, ...]  # (h, c) for the LSTM, (h,) for the min-RNNs
+LM_CELLS = ("lstm", "mingru", "minlstm")
 
 
 class LanguageModel(nn.Module):
@@ -36,8 +40,11 @@ class LanguageModel(nn.Module):
         dropout: float = 0.0,
         init_scale: float = 0.1,
         tie_weights: bool = False,
+        cell: str = "lstm",
     ):
         super().__init__()
+        if cell not in LM_CELLS:
+            raise ValueError(f"LanguageModel: cell {cell!r}, expected one of {', '.join(LM_CELLS)}")
         embedding_size = hidden_size if embedding_size is None else embedding_size
         if tie_weights and embedding_size != hidden_size:
             raise ValueError(
@@ -52,13 +59,12 @@ class LanguageModel(nn.Module):
         self.init_scale = init_scale
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.drop = nn.Dropout(dropout)
-        self.lstm = LSTM(
-            embedding_size,
-            hidden_size,
-            num_layers,
-            dropout=dropout if num_layers > 1 else 0.0,
-            batch_first=True,
-        )
+        self.cell = cell
+        kwargs = {"dropout": dropout if num_layers > 1 else 0.0, "batch_first": True}
+        if cell == "lstm":
+            self.lstm = LSTM(embedding_size, hidden_size, num_layers, **kwargs)
+        else:  # another attribute name: an LSTM checkpoint never loads into it by mistake
+            self.rnn = layer_class(cell)(embedding_size, hidden_size, num_layers, **kwargs)
         self.decoder = nn.Linear(hidden_size, vocab_size)
         if tie_weights:
             # Press & Wolf 2017, "Using the Output Embedding to Improve Language Models".
@@ -71,13 +77,12 @@ class LanguageModel(nn.Module):
             nn.init.uniform_(p, -self.init_scale, self.init_scale)
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
-        """The zero state ``(h, c)``, each ``[num_layers, B, H]``."""
+        """The zero state ``(h, c)`` (min-RNNs: ``(h,)``), each ``[num_layers, B, H]``."""
         device = self.decoder.weight.device if device is None else device
         shape = (self.num_layers, batch_size, self.hidden_size)
         dtype = self.decoder.weight.dtype
-        return torch.zeros(shape, device=device, dtype=dtype), torch.zeros(
-            shape, device=device, dtype=dtype
-        )
+        parts = 2 if self.cell == "lstm" else 1
+        return tuple(torch.zeros(shape, device=device, dtype=dtype) for _ in range(parts))
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """``x`` ids ``[B, T]`` -> logits ``[B, T, V]``, new state (each ``[L, B, H]``)."""
@@ -89,18 +94,22 @@ class LanguageModel(nn.Module):
         if state is None:
             state = self.init_state(x.shape[0], x.device)
         emb = self.drop(self.embedding(x))  # [B, T, E]
-        out, (h, c) = self.lstm(emb, state)  # [B, T, H]
+        if self.cell == "lstm":
+            out, new = self.lstm(emb, tuple(state))  # [B, T, H], (h, c)
+        else:
+            out, h = self.rnn(emb, state[0])
+            new = (h,)
         # Under autocast the LSTM may hand back a bf16 state (on the CPU; on CUDA it runs in
         # fp32, `unroll.nn.layers.AUTOCAST_RNN_HALF`): carry it in the weights' dtype.
         dtype = self.decoder.weight.dtype
-        state = (h.to(dtype), c.to(dtype))
+        state = tuple(s.to(dtype) for s in new)
         logits = self.decoder(self.drop(out))  # [B, T, V]
         return logits, state
 
 
 def detach_state(state: State) -> State:
     """Cut the graph between BPTT windows: the values carry on, the gradients stop."""
-    return state[0].detach(), state[1].detach()
+    return tuple(s.detach() for s in state)
 
 
 def lm_loss(logits: Tensor, targets: Tensor) -> Tensor:

@@ -43,9 +43,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unroll.models.attention import make_attention
-from unroll.nn.layers import GRU, LSTM, RNN
+from unroll.nn.layers import LSTM
+from unroll.nn.registry import layer_class
 
-CELLS = ("lstm", "gru", "rnn")
+CELLS = ("lstm", "gru", "rnn", "mingru", "minlstm")
 ATTENTIONS = ("none", "bahdanau", "dot", "general")
 
 # A recurrent layer's state: h [L, B, H], or (h, c) for an LSTM. Batch is dim 1 of each.
@@ -82,11 +83,9 @@ def recurrent_layer(
         )
     if forget_bias or peephole or coupled:
         raise ValueError(f"forget_bias/peephole/coupled are LSTM variants, not {cell}'s")
-    if cell == "gru":
-        return GRU(input_size, hidden_size, **common)
-    if cell == "rnn":
-        return RNN(input_size, hidden_size, **common)
-    raise ValueError(f"cell {cell!r}: expected one of {', '.join(CELLS)}")
+    if cell not in CELLS:
+        raise ValueError(f"cell {cell!r}: expected one of {', '.join(CELLS)}")
+    return layer_class(cell)(input_size, hidden_size, **common)
 
 
 def select_state(state: State, index: Tensor) -> State:

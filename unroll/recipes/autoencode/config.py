@@ -34,7 +34,7 @@ class AutoencodeConfig(RunConfig):
     noise: Literal["none", "gaussian", "masking"] = "none"
     noise_level: float = 0.4  # gaussian: std (pixels in [0, 1]); masking: fraction set to 0
     # seq: encoder and decoder RNNs; images are read row by row (T = H steps of W pixels)
-    cell: Literal["lstm", "gru"] = "lstm"
+    cell: Literal["lstm", "gru", "mingru", "minlstm"] = "lstm"
     hidden_size: int = 128
     num_layers: int = 1
     teacher_forcing: bool = True  # decoder sees x[t-1] (conditional) or zeros (unconditioned)

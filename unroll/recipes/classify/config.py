@@ -11,7 +11,7 @@ from unroll.engine.recipe import Recipe
 from unroll.models.classifier import MODEL_NAMES
 
 KIND = "unroll.classifier"
-RNN_MODELS = ("lstm", "gru", "rnn", "irnn")
+RNN_MODELS = ("lstm", "gru", "rnn", "irnn", "mingru", "minlstm")
 BASELINES = ("softmax", "cnn")
 
 
@@ -22,7 +22,7 @@ class ClassifyConfig(RunConfig):
     batch_size: int = 32  # for the embedded digits; the Fashion-MNIST presets set their own
     lr: float = 2e-3
     clip: float = 1.0  # gradient clipping by global norm; 0 = off
-    model: Literal["lstm", "gru", "rnn", "irnn", "softmax", "cnn"] = "lstm"
+    model: Literal["lstm", "gru", "rnn", "irnn", "mingru", "minlstm", "softmax", "cnn"] = "lstm"
     sequence: Literal["rows", "pixels", "permuted"] = "rows"
     permutation_seed: int = 0
     hidden_size: int = 128

@@ -32,7 +32,7 @@ class ForecastConfig(RunConfig):
     mode: Literal["direct", "recursive"] = "direct"
     season: int = 1  # m of the seasonal-naive baseline and of the MASE scale
     normalize: Literal["last", "none"] = "last"
-    cell: Literal["lstm", "gru", "rnn"] = "lstm"
+    cell: Literal["lstm", "gru", "rnn", "mingru", "minlstm"] = "lstm"
     hidden_size: int = 64
     num_layers: int = 1
     dropout: float = 0.0

@@ -24,6 +24,7 @@ class LMConfig(RunConfig):
     name: str = "lm"  # run-directory prefix (a preset sets its own name)
     data: str | None = None  # None/pydoc: the embedded corpus; ptb: standard PTB; a directory
     level: Literal["word", "char"] = "word"
+    cell: Literal["lstm", "mingru", "minlstm"] = "lstm"  # min*: Feng et al. 2024's min-RNNs
     vocab_size: int | None = None  # None: from the data; a number is checked against it
     embedding_size: int | None = None  # None: hidden_size
     # -- the Zaremba et al. 2014 table --

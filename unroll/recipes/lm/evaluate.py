@@ -32,6 +32,7 @@ def build_model(config: LMConfig, vocab_size: int) -> LanguageModel:
         dropout=config.dropout,
         init_scale=config.init_scale,
         tie_weights=config.tie_weights,
+        cell=config.cell,
     )
 
 

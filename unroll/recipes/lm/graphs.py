@@ -61,7 +61,7 @@ class GraphedTrainStep:
         B, T = batch_size, num_steps
         self.x = torch.zeros(B, T, dtype=torch.long, device=device)
         self.y = torch.zeros(B, T, dtype=torch.long, device=device)
-        self.h, self.c = (s.clone() for s in model.init_state(B, device))  # [L, B, H]
+        self.state = tuple(s.clone() for s in model.init_state(B, device))  # (h, c): [L, B, H]
         self.loss = torch.zeros((), device=device)
         self.lr = torch.zeros((), device=device)  # 0 while warming up: parameters unchanged
         self._lr_value: float | None = None
@@ -69,13 +69,11 @@ class GraphedTrainStep:
         net = distributed.ddp(model, capture=True)  # the model itself in a single process
 
         def body() -> None:
-            loss, (h, c) = loss_and_grads(
-                net, params, self.x, self.y, (self.h, self.c), clip, autocast
-            )
+            loss, new = loss_and_grads(net, params, self.x, self.y, self.state, clip, autocast)
             sgd_update_(params, self.lr)
             self.loss.copy_(loss)
-            self.h.copy_(h.detach())
-            self.c.copy_(c.detach())
+            for s, n in zip(self.state, new):
+                s.copy_(n.detach())
 
         warmup = distributed.DDP_CAPTURE_WARMUP if several else 3
         self.graph = GraphedStep(body, device=device, warmup=warmup, parameters=params)
@@ -89,12 +87,12 @@ class GraphedTrainStep:
             self.lr.fill_(lr)
             self._lr_value = lr
         if state is not self._returned:
-            self.h.copy_(state[0])
-            self.c.copy_(state[1])
+            for s, n in zip(self.state, state):
+                s.copy_(n)
         self.x.copy_(x)
         self.y.copy_(y)
         self.graph.replay()
-        self._returned = (self.h, self.c)
+        self._returned = self.state
         return self.loss, self._returned
 
 
@@ -112,22 +110,22 @@ def graphed_eval_nll(
     full = (data.shape[1] - 1) // chunk
     x = data[:, :chunk].clone()
     y = data[:, 1 : chunk + 1].clone()
-    h, c = (s.clone() for s in state)
+    carried = tuple(s.clone() for s in state)  # (h, c), or (h,) for a min-RNN
     nll = torch.zeros((), device=data.device, dtype=torch.float64)
 
     def body() -> None:
         with autocast():
-            logits, (h_n, c_n) = model(x, (h, c))  # [B, chunk, V]
+            logits, new = model(x, carried)  # [B, chunk, V]
         nll.add_(lm_loss(logits, y) * B)
-        h.copy_(h_n)
-        c.copy_(c_n)
+        for s, n in zip(carried, new):
+            s.copy_(n)
 
     graph = GraphedStep(body, device=data.device, warmup=2)
     nll.zero_()  # undo the warm-up's effects (on CUDA; on the CPU nothing ran yet)
-    h.copy_(state[0])
-    c.copy_(state[1])
+    for s, n in zip(carried, state):
+        s.copy_(n)
     for i in range(full):
         x.copy_(data[:, i * chunk : (i + 1) * chunk])
         y.copy_(data[:, i * chunk + 1 : (i + 1) * chunk + 1])
         graph.replay()
-    return nll, (h, c), full * chunk
+    return nll, carried, full * chunk

@@ -35,7 +35,7 @@ class Seq2SeqConfig(RunConfig):
     task_seed: int = 0  # addition/reverse: the data's own seed (the same pairs whatever seed)
     max_tokens: int = 200  # DIR and predict: a longer line is an error
     # -- the model --
-    cell: Literal["lstm", "gru", "rnn"] = "lstm"
+    cell: Literal["lstm", "gru", "rnn", "mingru", "minlstm"] = "lstm"
     hidden_size: int = 128  # the decoder's; a bidirectional encoder has half per direction
     embedding_size: int = 64
     num_layers: int = 1
