@@ -340,7 +340,7 @@ def test_gpu_check_dry_run_goes_through_every_phase(tmp_path):
     assert job.returncode == 0, (summary, job.stderr[-2000:])
     assert summary["ok"] and summary["dry"] and summary["commit"] == "abc123"
     phases = summary["phases"]
-    order = ["setup", "data", "smoke", "ptb-medium", "ptb_speed", "cells", "tests"]
+    order = ["setup", "data", "smoke", "ptb-medium", "ptb_speed", "cells", "parallel_rnn", "tests"]
     assert list(phases) == order
     assert all(p["status"] == "ok" and p["seconds"] >= 0 for p in phases.values()), phases
     assert summary["elapsed_seconds"] <= 180
@@ -356,6 +356,10 @@ def test_gpu_check_dry_run_goes_through_every_phase(tmp_path):
     results = json.loads((out / "ptb-medium.jsonl").read_text().splitlines()[-1])
     assert results["test_ppl"] == medium["test_ppl"]
     assert phases["tests"]["tests"] > 0 and phases["tests"]["failures"] == 0
+    cells = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines()]
+    assert any("case" in r for r in cells)  # benchmarks/cells.py's lines ...
+    assert any(r.get("benchmark") == "parallel_rnn" for r in cells)  # ... then parallel_rnn's
+    assert any("MinGRU:fused" in r.get("ms", {}) for r in cells)
     assert returned_files(out) == {
         "summary.json", "log.txt", "smoke.jsonl", "ptb-medium.jsonl", "ptb_speed.jsonl",
         "cells.jsonl", "tests.txt", "junit.xml",
