@@ -474,3 +474,121 @@ def test_all_options_train_a_tiny_task():
         opt.step()
         losses.append(loss.item())
     assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:5]) / 5
+
+
+# --- the fast paths: the fused kernel's loops with the recurrent dropout masks ------------------
+def _masks(B, H, kinds, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def m():
+        return (torch.rand(B, H, generator=g, dtype=torch.float64) > 0.4).to(dtype) / 0.6
+
+    return tuple(m() if k else None for k in kinds)
+
+
+MASK_KINDS = [(True, False), (False, True), (True, True)]
+
+
+def _loops(name):
+    from unroll.nn.kernels import lstm_cpu
+    from unroll.nn.kernels.lstm_fused import PythonLoops
+
+    if name == "python":
+        return PythonLoops
+    loops = lstm_cpu.loops()
+    if loops is None:
+        pytest.skip(f"compiled CPU loops unavailable: {lstm_cpu.unavailable_reason()}")
+    return loops
+
+
+@pytest.mark.parametrize("loops", ["python", "compiled"])
+@pytest.mark.parametrize("peephole,coupled", [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize("kinds", MASK_KINDS, ids=["gal", "semeniuta", "both"])
+def test_fused_kernel_with_masks_gradcheck(kinds, peephole, coupled, loops):
+    """gradcheck (float64) of the fused kernel's hand-written backward with the masks, with
+    and without variable lengths, through both loops (Python and compiled C++)."""
+    from unroll.nn.kernels.lstm_fused import lstm_sequence
+
+    loops = _loops(loops)
+    g = torch.Generator().manual_seed(1)
+    Tn, Bn, Cn, Hn = 4, 3, 2, 3
+
+    def r(*shape):
+        return (torch.randn(*shape, generator=g, dtype=D) * 0.7).requires_grad_(True)
+
+    args = [r(Tn, Bn, Cn), r(Bn, Hn), r(Bn, Hn), r(4 * Hn, Cn), r(4 * Hn, Hn), r(4 * Hn), r(4 * Hn)]
+    args += [r(Hn), r(Hn), r(Hn)] if peephole else [None, None, None]
+    mask_h, mask_g = _masks(Bn, Hn, kinds, D)
+    for lengths in (None, torch.tensor([4, 1, 3])):
+
+        def f(*ts, lengths=lengths):
+            it = iter(ts)
+            full = [next(it) if a is not None else None for a in args]
+            return lstm_sequence(
+                *full,
+                forget_bias=0.3,
+                coupled=coupled,
+                lengths=lengths,
+                loops=loops,
+                mask_h=mask_h,
+                mask_g=mask_g,
+            )
+
+        assert torch.autograd.gradcheck(f, [a for a in args if a is not None])
+
+
+@pytest.mark.parametrize("H_", [24, 512], ids=["H24", "H512-prepacked"])
+@pytest.mark.parametrize("kinds", MASK_KINDS, ids=["gal", "semeniuta", "both"])
+def test_compiled_loops_with_masks_equal_python_loops(kinds, H_):
+    """The C++ loops equal the Python loops with masks, float32, every buffer; at H = 512 the
+    recurrent GEMMs go through the prepacked oneDNN weight (where available)."""
+    from unroll.nn.kernels.lstm_fused import PythonLoops
+
+    compiled = _loops("compiled")
+    g = torch.Generator().manual_seed(0)
+    Tn, Bn = 4, 3
+    f32 = torch.float32
+    A0 = torch.randn(Tn, Bn, 4 * H_, generator=g).to(f32)
+    h0, c0, dc_n = (torch.randn(Bn, H_, generator=g) for _ in range(3))
+    w_hh = torch.randn(4 * H_, H_, generator=g) * H_**-0.5
+    dY = torch.randn(Tn, Bn, H_, generator=g)
+    mask_h, mask_g = _masks(Bn, H_, kinds, f32)
+    out = []
+    for loops in (compiled, PythonLoops):
+        A = A0.clone()
+        Cs, TC, Y = (A.new_empty(Tn, Bn, H_) for _ in range(3))
+        loops.forward(A, h0, c0, w_hh, None, None, Cs, TC, Y, mask_h, mask_g)
+        dc, dG = dc_n.clone(), A.new_empty(Tn, Bn, 4 * H_)
+        loops.backward(A, Cs, TC, c0, w_hh, None, None, dY.clone(), None, dc, dG, mask_h, mask_g)
+        out.append({"A": A, "Cs": Cs, "TC": TC, "Y": Y, "dG": dG, "dc0": dc})
+    for k in out[0]:
+        torch.testing.assert_close(out[0][k], out[1][k], rtol=0, atol=5e-5, msg=k)
+
+
+def test_loops_without_masks_give_way_to_python_loops():
+    """Loops that do not take the masks (Triton's) are never handed them: lstm_sequence runs
+    PythonLoops then (same numbers), never the loops without the masks."""
+    from unroll.nn.kernels.lstm_fused import PythonLoops, lstm_sequence
+
+    class NoMasks:  # the Triton loops' interface: no mask arguments
+        calls = 0
+
+        @staticmethod
+        def forward(*a):
+            NoMasks.calls += 1
+            return PythonLoops.forward(*a)
+
+        @staticmethod
+        def backward(*a):
+            return PythonLoops.backward(*a)
+
+    g = torch.Generator().manual_seed(0)
+    x, h0, c0 = torch.randn(3, 2, 2, generator=g), torch.zeros(2, 3), torch.zeros(2, 3)
+    w_ih, w_hh = torch.randn(12, 2, generator=g), torch.randn(12, 3, generator=g)
+    mask_h, _ = _masks(2, 3, (True, False), torch.float32)
+    y, _, _ = lstm_sequence(x, h0, c0, w_ih, w_hh, loops=NoMasks, mask_h=mask_h)
+    want, _, _ = lstm_sequence(x, h0, c0, w_ih, w_hh, loops=PythonLoops, mask_h=mask_h)
+    assert NoMasks.calls == 0
+    torch.testing.assert_close(y, want)
+    lstm_sequence(x, h0, c0, w_ih, w_hh, loops=NoMasks)
+    assert NoMasks.calls == 1

@@ -871,8 +871,6 @@ class LSTM(_RNNBase):
     def _has_fused_kernel(self) -> bool:
         # The kernel's time loops recur on o ⊙ tanh(c) itself; a projection would need others.
         # Layer norm and zoneout are not in its loops (they run on the reference).
-        if self.training and self.recurrent_dropout:
-            return False
         return not (self.proj_size or self.layer_norm or any(self.zoneout))
 
     def _prepare_kernels(self) -> None:
@@ -964,6 +962,8 @@ class LSTM(_RNNBase):
             forget_bias=self.forget_bias,
             coupled=self.coupled,
             lengths=lengths,
+            mask_h=plan["mask_h"],
+            mask_g=plan["mask_g"],
         )
         return y, (h, c)
 
