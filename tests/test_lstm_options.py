@@ -2,6 +2,8 @@
 reference of its paper's equations, gradcheck, every implementation against the reference
 cell (outputs and all gradients), the combination table, eval-mode forms, reproducible masks."""
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -240,11 +242,11 @@ def test_combination_table(name, variant, shape, mode):
 
 
 def test_implementation_reports_the_fallback():
-    """What runs is visible: layer norm and zoneout on the reference, recurrent dropout on the
-    fused kernel (training; torch's at eval), weight drop on torch's kernel."""
+    """What runs is visible: layer norm on the reference, zoneout and recurrent dropout on the
+    fused kernel (dropout: in training; torch's at eval), weight drop on torch's kernel."""
     cases = {
         "layer_norm": ("reference", "reference"),
-        "zoneout": ("reference", "reference"),
+        "zoneout": ("fused", "fused"),
         "gal": ("fused", "torch"),
         "semeniuta": ("fused", "torch"),
         "weight_drop": ("torch", "torch"),
@@ -253,6 +255,7 @@ def test_implementation_reports_the_fallback():
         layer = unroll.LSTM(C, H, **OPTIONS[name])
         assert (layer.train().implementation, layer.eval().implementation) == (train, evaluation)
     assert unroll.LSTM(C, H, weight_drop=0.5, peephole=True).implementation == "fused"
+    assert unroll.LSTM(C, H, zoneout=0.1, proj_size=2).implementation == "reference"
 
 
 @pytest.mark.parametrize("impl", ["auto", "fused", "reference"])
@@ -477,16 +480,29 @@ def test_all_options_train_a_tiny_task():
 
 
 # --- the fast paths: the fused kernel's loops with the recurrent dropout masks ------------------
-def _masks(B, H, kinds, dtype, seed=0):
+def _masks(B, H, kinds, dtype, seed=0, T=4):
+    """(mask_h, mask_g, keep_c, keep_h) for kinds (gal, semeniuta, zoneout); zoneout's z
+    mixes 0/1 draws with fractions (the eval form passes p itself)."""
     g = torch.Generator().manual_seed(seed)
 
     def m():
         return (torch.rand(B, H, generator=g, dtype=torch.float64) > 0.4).to(dtype) / 0.6
 
-    return tuple(m() if k else None for k in kinds)
+    def z():
+        u = torch.rand(T, B, H, generator=g, dtype=torch.float64)
+        return torch.where(u < 0.3, 1.0, torch.where(u < 0.8, 0.0, u)).to(dtype)
+
+    gal, sem, zone = (tuple(kinds) + (False,))[:3]
+    return (m() if gal else None, m() if sem else None) + ((z(), z()) if zone else (None, None))
 
 
-MASK_KINDS = [(True, False), (False, True), (True, True)]
+MASK_KINDS = [
+    (True, False, False),
+    (False, True, False),
+    (False, False, True),
+    (True, True, True),
+]
+MASK_IDS = ["gal", "semeniuta", "zoneout", "all"]
 
 
 def _loops(name):
@@ -503,7 +519,7 @@ def _loops(name):
 
 @pytest.mark.parametrize("loops", ["python", "compiled"])
 @pytest.mark.parametrize("peephole,coupled", [(False, False), (True, False), (True, True)])
-@pytest.mark.parametrize("kinds", MASK_KINDS, ids=["gal", "semeniuta", "both"])
+@pytest.mark.parametrize("kinds", MASK_KINDS, ids=MASK_IDS)
 def test_fused_kernel_with_masks_gradcheck(kinds, peephole, coupled, loops):
     """gradcheck (float64) of the fused kernel's hand-written backward with the masks, with
     and without variable lengths, through both loops (Python and compiled C++)."""
@@ -518,7 +534,7 @@ def test_fused_kernel_with_masks_gradcheck(kinds, peephole, coupled, loops):
 
     args = [r(Tn, Bn, Cn), r(Bn, Hn), r(Bn, Hn), r(4 * Hn, Cn), r(4 * Hn, Hn), r(4 * Hn), r(4 * Hn)]
     args += [r(Hn), r(Hn), r(Hn)] if peephole else [None, None, None]
-    mask_h, mask_g = _masks(Bn, Hn, kinds, D)
+    mask_h, mask_g, keep_c, keep_h = _masks(Bn, Hn, kinds, D, T=Tn)
     for lengths in (None, torch.tensor([4, 1, 3])):
 
         def f(*ts, lengths=lengths):
@@ -532,13 +548,15 @@ def test_fused_kernel_with_masks_gradcheck(kinds, peephole, coupled, loops):
                 loops=loops,
                 mask_h=mask_h,
                 mask_g=mask_g,
+                keep_c=keep_c,
+                keep_h=keep_h,
             )
 
         assert torch.autograd.gradcheck(f, [a for a in args if a is not None])
 
 
 @pytest.mark.parametrize("H_", [24, 512], ids=["H24", "H512-prepacked"])
-@pytest.mark.parametrize("kinds", MASK_KINDS, ids=["gal", "semeniuta", "both"])
+@pytest.mark.parametrize("kinds", MASK_KINDS, ids=MASK_IDS)
 def test_compiled_loops_with_masks_equal_python_loops(kinds, H_):
     """The C++ loops equal the Python loops with masks, float32, every buffer; at H = 512 the
     recurrent GEMMs go through the prepacked oneDNN weight (where available)."""
@@ -552,17 +570,21 @@ def test_compiled_loops_with_masks_equal_python_loops(kinds, H_):
     h0, c0, dc_n = (torch.randn(Bn, H_, generator=g) for _ in range(3))
     w_hh = torch.randn(4 * H_, H_, generator=g) * H_**-0.5
     dY = torch.randn(Tn, Bn, H_, generator=g)
-    mask_h, mask_g = _masks(Bn, H_, kinds, f32)
+    mask_h, mask_g, keep_c, keep_h = _masks(Bn, H_, kinds, f32, T=Tn)
+    zone = None if keep_c is None else (keep_c, keep_h)
     out = []
     for loops in (compiled, PythonLoops):
         A = A0.clone()
         Cs, TC, Y = (A.new_empty(Tn, Bn, H_) for _ in range(3))
-        loops.forward(A, h0, c0, w_hh, None, None, Cs, TC, Y, mask_h, mask_g)
+        loops.forward(A, h0, c0, w_hh, None, None, Cs, TC, Y, mask_h, mask_g, zone)
         dc, dG = dc_n.clone(), A.new_empty(Tn, Bn, 4 * H_)
-        loops.backward(A, Cs, TC, c0, w_hh, None, None, dY.clone(), None, dc, dG, mask_h, mask_g)
-        out.append({"A": A, "Cs": Cs, "TC": TC, "Y": Y, "dG": dG, "dc0": dc})
+        carry = None if zone is None else torch.zeros_like(dc)
+        args = (A, Cs, TC, c0, w_hh, None, None, dY.clone(), None, dc, dG, mask_h, mask_g)
+        loops.backward(*args, zone, carry)
+        out.append({"A": A, "Cs": Cs, "TC": TC, "Y": Y, "dG": dG, "dc0": dc, "carry": carry})
     for k in out[0]:
-        torch.testing.assert_close(out[0][k], out[1][k], rtol=0, atol=5e-5, msg=k)
+        if out[0][k] is not None:
+            torch.testing.assert_close(out[0][k], out[1][k], rtol=0, atol=5e-5, msg=k)
 
 
 def test_loops_without_masks_give_way_to_python_loops():
@@ -585,10 +607,125 @@ def test_loops_without_masks_give_way_to_python_loops():
     g = torch.Generator().manual_seed(0)
     x, h0, c0 = torch.randn(3, 2, 2, generator=g), torch.zeros(2, 3), torch.zeros(2, 3)
     w_ih, w_hh = torch.randn(12, 2, generator=g), torch.randn(12, 3, generator=g)
-    mask_h, _ = _masks(2, 3, (True, False), torch.float32)
+    mask_h, *_ = _masks(2, 3, (True, False), torch.float32)
     y, _, _ = lstm_sequence(x, h0, c0, w_ih, w_hh, loops=NoMasks, mask_h=mask_h)
     want, _, _ = lstm_sequence(x, h0, c0, w_ih, w_hh, loops=PythonLoops, mask_h=mask_h)
     assert NoMasks.calls == 0
     torch.testing.assert_close(y, want)
     lstm_sequence(x, h0, c0, w_ih, w_hh, loops=NoMasks)
     assert NoMasks.calls == 1
+
+
+# --- torch.compile and export ---------------------------------------------------------------------
+COMPILED = [
+    ("gal", "fused"),
+    ("semeniuta", "auto"),
+    ("zoneout", "fused"),
+    ("weight_drop", "auto"),
+    ("layer_norm", "auto"),
+    ("all", "reference"),
+]
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("name,impl", COMPILED)
+def test_torch_compile_matches_eager(name, impl, train):
+    """torch.compile (aot_eager) gives eager's output and every gradient, in training (the
+    masks: the same draws under one seed) and at eval."""
+    from test_compat import Net, hx_for
+
+    torch.manual_seed(0)
+    layer = unroll.LSTM(C, H, 2, **OPTIONS[name], impl=impl).train(train)
+    net = Net(layer)
+    x, hx = torch.randn(T, 2, C), hx_for(layer)  # test_compat.hx_for: batch 2
+
+    def loss_and_grads(f):
+        net.zero_grad()
+        torch.manual_seed(123)
+        loss = f(x, hx)
+        loss.backward()
+        return [loss.detach()] + [p.grad.clone() for p in net.parameters()]
+
+    want = loss_and_grads(net)
+    torch._dynamo.reset()
+    got = loss_and_grads(torch.compile(net, backend="aot_eager"))
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_what_runs_while_exporting_to_onnx():
+    """At eval, dropouts vanish and ONNX's LSTM node carries the layer (any T); layer norm and
+    zoneout's eval form are not ONNX LSTM math: they export as the reference loop (the
+    example's T), and so does any option in training mode."""
+    import unittest.mock
+
+    cases = {
+        "gal": "onnx",
+        "semeniuta": "onnx",
+        "weight_drop": "onnx",
+        "layer_norm": "reference",
+        "zoneout": "reference",
+    }
+    with (
+        unittest.mock.patch.object(torch.jit, "is_tracing", return_value=True),
+        unittest.mock.patch.object(torch.onnx, "is_in_onnx_export", return_value=True),
+    ):
+        for name, want in cases.items():
+            layer = unroll.LSTM(C, H, **OPTIONS[name])
+            assert layer.eval().implementation == want, name
+            assert layer.train().implementation in ("reference", "torch"), name
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_onnx_export_at_eval_matches_onnxruntime(name):
+    """The eval-mode layer exported (TorchScript exporter) and run in onnxruntime on new
+    inputs equals the eager eval forward: dropouts gone (ONNX's LSTM node, any T), layer norm
+    and zoneout's expectation form in the graph (the reference loop, the example's T only).
+    Needs onnx and onnxruntime (skipped without, as tests/test_compat.py)."""
+    import io
+
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+
+    class Flat(torch.nn.Module):
+        def __init__(self, layer):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, x, h0, c0):
+            y, (h, c) = self.layer(x, (h0, c0))
+            return y, h, c
+
+    torch.manual_seed(0)
+    net = Flat(unroll.LSTM(C, H, 2, **OPTIONS[name])).eval()  # eval: the wrapper too
+    node = name in ("gal", "semeniuta", "weight_drop")
+
+    def inputs(steps, seed):
+        g = torch.Generator().manual_seed(seed)
+        return (
+            torch.randn(steps, B, C, generator=g),
+            torch.randn(2, B, H, generator=g),
+            torch.randn(2, B, H, generator=g),
+        )
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exporter notices; the trace's "unrolled over T"
+        torch.onnx.export(
+            net,
+            inputs(T, 0),
+            buf,
+            dynamo=False,
+            input_names=["x", "h0", "c0"],
+            dynamic_axes={"x": {0: "T"}} if node else None,
+        )
+    ops = {n.op_type for n in onnx.load_from_string(buf.getvalue()).graph.node}
+    assert ("LSTM" in ops) == node
+    session = ort.InferenceSession(buf.getvalue())
+    for steps in (T + 3, 1) if node else (T,):
+        feeds = inputs(steps, steps)
+        got = session.run(None, {k: v.numpy() for k, v in zip(("x", "h0", "c0"), feeds)})
+        with torch.no_grad():
+            want = net(*feeds)
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(torch.from_numpy(a), b, atol=1e-5, rtol=1e-4)

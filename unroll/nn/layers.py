@@ -749,10 +749,10 @@ class LSTM(_RNNBase):
             (c_t = p_c c_{t-1} + (1 − p_c) c̃_t, likewise h), as the paper.
         weight_drop: DropConnect on W_hh, one mask per forward (Merity et al. 2018), training.
     What runs (``implementation``): weight drop runs on every implementation (torch's kernel
-    takes the dropped W_hh); recurrent dropout on the fused kernel and the reference;
-    layer_norm and zoneout on the reference only (auto and fused fall back to it, and
-    ``implementation`` says "reference"). Refused: layer_norm with coupled (the unused
-    input-gate rows would enter LN's statistics).
+    takes the dropped W_hh); recurrent dropout and zoneout on the fused kernel (its masks as
+    inputs) and the reference; layer_norm on the reference only (auto and fused fall back to
+    it, and ``implementation`` says "reference"), as does any option with proj_size.
+    Refused: layer_norm with coupled (the unused input-gate rows would enter LN's statistics).
     """
 
     _gates = 4
@@ -870,8 +870,8 @@ class LSTM(_RNNBase):
 
     def _has_fused_kernel(self) -> bool:
         # The kernel's time loops recur on o ⊙ tanh(c) itself; a projection would need others.
-        # Layer norm and zoneout are not in its loops (they run on the reference).
-        return not (self.proj_size or self.layer_norm or any(self.zoneout))
+        # Layer norm is not in its loops (it runs on the reference).
+        return not (self.proj_size or self.layer_norm)
 
     def _prepare_kernels(self) -> None:
         # The compiled CPU loops are built (or loaded from the cache) here, eagerly: built on
@@ -950,6 +950,13 @@ class LSTM(_RNNBase):
         plan = self._plan(k, x)
         w_ih, _, b_ih, b_hh = self._weights(k)
         w_hh = plan["w_hh"]
+        keep_c = keep_h = None
+        if any(self.zoneout):  # the kernel takes z as (T, B, H) tensors: p at eval, 0 if off
+            T, B, H = x.shape[0], x.shape[1], self.hidden_size
+            keep_c, keep_h = (
+                k if isinstance(k, Tensor) else x.new_full((T, B, H), float(k or 0.0))
+                for k in (plan["keep_c"], plan["keep_h"])
+            )
         y, h, c = lstm_sequence(
             x,
             state[0],
@@ -964,6 +971,8 @@ class LSTM(_RNNBase):
             lengths=lengths,
             mask_h=plan["mask_h"],
             mask_g=plan["mask_g"],
+            keep_c=keep_c,
+            keep_h=keep_h,
         )
         return y, (h, c)
 

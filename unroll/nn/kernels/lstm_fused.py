@@ -2,7 +2,8 @@
 
 Same math as `unroll.nn.cells.lstm.lstm_step` (standard, forget_bias, peephole, coupled, and the
 recurrent dropouts: Gal's mask m_h on h_{t-1} entering the gates, Semeniuta's m_g on the cell
-update g — each (B, H), drawn once per sequence by the layer and passed in), laid out
+update g — each (B, H), drawn once per sequence by the layer and passed in; zoneout's z for c
+and h, (T, B, H) each, drawn before the loop or the constant p at eval), laid out
 for speed in the haste/cuDNN way. `LSTMFunction` does the work that is whole-sequence GEMMs
 (the input projection for all T steps into the gate buffer A; the weight gradients over all
 T·B rows) and hands the two time loops to one of three interchangeable implementations:
@@ -100,6 +101,8 @@ def lstm_sequence(
     loops=None,
     mask_h: Tensor | None = None,
     mask_g: Tensor | None = None,
+    keep_c: Tensor | None = None,
+    keep_h: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Run one LSTM layer/direction over x (T, B, C) with PyTorch-layout parameters.
 
@@ -111,7 +114,8 @@ def lstm_sequence(
     ``loops``: the time loops (`PythonLoops` or the compiled CPU ones); None picks the fastest
     for x's device and dtype (`time_loops`). mask_h, mask_g (B, H): the recurrent dropout masks
     (Gal & Ghahramani 2016 on h_{t-1}; Semeniuta et al. 2016 on g), None = none; loops without
-    them (Triton's) give way to `PythonLoops` then.
+    them (Triton's) give way to `PythonLoops` then. keep_c, keep_h (T, B, H): zoneout's z
+    (Krueger et al. 2017; 1 keeps the previous value), both or neither.
     """
     w_ih, w_hh, bias = _kernel_weights(weight_ih, weight_hh, bias_ih, bias_hh, forget_bias, coupled)
     peep_in = None  # diagonal peepholes of the gates that see c_{t-1}: (nb - 2, H)
@@ -120,11 +124,14 @@ def lstm_sequence(
     last = None
     if lengths is not None:
         last = (lengths.to(x.device) - 1).long()
-    if mask_h is not None or mask_g is not None:
+    if (keep_c is None) != (keep_h is None):
+        raise ValueError("lstm_sequence: expected keep_c and keep_h together (zoneout)")
+    if any(m is not None for m in (mask_h, mask_g, keep_c)):
         loops = loops or time_loops(x.device, x.dtype)
         if not getattr(loops, "takes_masks", False):
             loops = PythonLoops
     args = (x, h0, c0, w_ih, w_hh, bias, peep_in, weight_co, last, loops, mask_h, mask_g)
+    args += (keep_c, keep_h)
     fn = LSTMFunction if torch.compiler.is_compiling() else LSTMFunctionWithJvp
     if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
         # The kernel computes in the parameters' dtype: autocast would mix dtypes in its
@@ -154,14 +161,18 @@ class PythonLoops:
     on CPU when they can be built (`unroll.nn.kernels.lstm_cpu`); the tests hold the two equal.
     """
 
-    takes_masks = True  # the recurrent dropout masks (Triton's loops do not take them)
+    takes_masks = True  # dropout masks and zoneout (Triton's loops do not take them)
 
     @staticmethod
-    def forward(A, h0, c0, w_hh, peep_in, peep_o, Cs, TC, Y, mask_h=None, mask_g=None) -> None:
+    def forward(
+        A, h0, c0, w_hh, peep_in, peep_o, Cs, TC, Y, mask_h=None, mask_g=None, zone=None
+    ) -> None:
         """A (T, B, G) pre-activations (input projection and bias added) -> activations
         i, f, g = tanh(·), o in place (g unmasked); fills Cs = c_t, TC = tanh(c_t), Y = h_t
         (T, B, H). mask_h, mask_g (B, H) or None: Gal's mask on h_{t-1} where it enters the
-        gates, Semeniuta's on the cell update: c_t = f c_{t-1} + i (m_g g)."""
+        gates, Semeniuta's on the cell update: c_t = f c_{t-1} + i (m_g g). zone: None or
+        zoneout's (keep_c, keep_h) (T, B, H): c_t = z^c c_{t-1} + (1 − z^c) c̃_t, likewise h;
+        TC then holds tanh(c̃_t)."""
         T, B, G = A.shape
         H = h0.shape[1]
         nb = G // H
@@ -210,18 +221,36 @@ class PythonLoops:
             else:
                 tc = torch.tanh(c_t[t], out=tc_t[t])
             torch.mul(o_t[t], tc, out=h_t[t])
+            if zone is not None:  # zoneout: keep the previous value where z = 1
+                c_t[t].lerp_(c, zone[0][t])
+                h_t[t].lerp_(h, zone[1][t])
             h, c = h_t[t], c_t[t]
 
     @staticmethod
     def backward(
-        A, Cs, TC, c0, w_hh, peep_in, peep_o, dY, dCx, dc, dG, mask_h=None, mask_g=None
+        A,
+        Cs,
+        TC,
+        c0,
+        w_hh,
+        peep_in,
+        peep_o,
+        dY,
+        dCx,
+        dc,
+        dG,
+        mask_h=None,
+        mask_g=None,
+        zone=None,
+        carry=None,
     ) -> None:
         """Fills dG (T, B, G) with the gradients of the gate pre-activations.
 
         dY (T, B, H): dL/dh_t from above, dh_n already added at each sequence's last step;
         dCx (T, B, H) or None: dc_n placed at each sequence's last step (variable lengths);
         dc (B, H) in: dc_n (zeros with dCx), out: dL/dc_0. Masks as in `forward`; the
-        recurrent gradient reaching h_{t-1} is m_h ⊙ (dG_t · W_hh).
+        recurrent gradient reaching h_{t-1} is m_h ⊙ (dG_t · W_hh). zone as in `forward`, with
+        carry (B, H) in: zeros, out: the part of dL/dh_0 through h_1 = z^h ⊙ h_0 + ….
         """
         T, B, G = A.shape
         H = c0.shape[1]
@@ -272,10 +301,19 @@ class PythonLoops:
                 dh_t = torch.add(dY_t[t], rec_t(dG_t[t + 1]), out=dh)
             if dCx is not None:
                 dc.add_(dCx[t])
+            if zone is not None:  # zoneout: kept units pass their gradient straight back
+                zc, zh = zone[0][t], zone[1][t]
+                dh_all = dh_t + carry  # + what came through h_{t+1}'s kept units
+                torch.mul(dh_all, zh, out=carry)
+                dh_t = dh_all * (1 - zh)  # dL/dh̃_t
+                dc_keep = dc * zc
+                dc.mul_(1 - zc)  # dL/dc̃_t from later steps
             dc.addcmul_(dh_t, Bc_t[t])
             torch.mul(dh_t, A_o_t[t], out=dG_o_t[t])
             torch.mul(dc_col, K_t[t], out=dG_k_t[t])
             dc.mul_(Fc_t[t])  # now the gradient of c_{t-1}
+            if zone is not None:
+                dc.add_(dc_keep)
 
 
 def time_loops(device: torch.device, dtype: torch.dtype):
@@ -297,7 +335,21 @@ def time_loops(device: torch.device, dtype: torch.dtype):
     return PythonLoops
 
 
-def reference_sequence(x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, mask_h, mask_g):
+def reference_sequence(
+    x,
+    h0,
+    c0,
+    w_ih,
+    w_hh,
+    bias,
+    peep_in,
+    peep_o,
+    last,
+    mask_h=None,
+    mask_g=None,
+    keep_c=None,
+    keep_h=None,
+):
     """`LSTMFunction`'s math by the reference cell, from its kernel-layout inputs: Y, h_n, c_n.
 
     Plain differentiable ops (the cell's `lstm_step` in a loop), so autograd, `torch.func` and
@@ -331,6 +383,8 @@ def reference_sequence(x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, mask_
             coupled,
             mask_h=mask_h,
             mask_g=mask_g,
+            keep_c=None if keep_c is None else keep_c[t],
+            keep_h=None if keep_h is None else keep_h[t],
         )
         ys.append(h)
         cs.append(c)
@@ -343,7 +397,8 @@ def reference_sequence(x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, mask_
 
 def _as_reference(inputs, last, wanted, masks):
     """`reference_sequence` as a function of the inputs at indices ``wanted`` (the rest, None
-    or needing no gradient, stay constants), and those inputs; masks (mask_h, mask_g)."""
+    or needing no gradient, stay constants), and those inputs; masks (mask_h, mask_g, keep_c,
+    keep_h)."""
 
     def f(*tensors):
         args = list(inputs)
@@ -361,7 +416,8 @@ class LSTMFunction(torch.autograd.Function):
     peep_in (nb − 2, H) or None (peepholes of i, f — or f alone when coupled — on c_{t-1}),
     peep_o (H,) or None (peephole of o on c_t), last (B,) int64 or None (= T − 1),
     loops: the time loops (`time_loops`; None picks them for x's device and dtype),
-    mask_h, mask_g (B, H) or None: the recurrent dropout masks (constants, no gradient).
+    mask_h, mask_g (B, H) or None: the recurrent dropout masks (constants, no gradient),
+    keep_c, keep_h (T, B, H) or None: zoneout's z (constants).
     Coupled is read off the shapes: nb = G / H is 3.
     Outputs: Y (T, B, H), h_n, c_n (B, H), then the buffers the backward reads, A (T, B, G),
     Cs and TC (T, B, H): outputs rather than ctx attributes because torch.func runs only
@@ -369,7 +425,22 @@ class LSTMFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, loops=None, mh=None, mg=None):
+    def forward(
+        x,
+        h0,
+        c0,
+        w_ih,
+        w_hh,
+        bias,
+        peep_in,
+        peep_o,
+        last,
+        loops=None,
+        mh=None,
+        mg=None,
+        kc=None,
+        kh=None,
+    ):
         T, B, C = x.shape
         H = h0.shape[1]
         G = w_hh.shape[0]
@@ -381,10 +452,11 @@ class LSTMFunction(torch.autograd.Function):
         A = gemm_nt(x2, w_ih, bias)
         A = A.view(T, B, G)
         Cs, TC, Y = (x.new_empty(T, B, H) for _ in range(3))
-        if mh is None and mg is None:  # (loops without masks take no mask arguments)
+        if mh is None and mg is None and kc is None:  # (loops without masks take none)
             loops.forward(A, h0, c0, w_hh, peep_in, peep_o, Cs, TC, Y)
         else:
-            loops.forward(A, h0, c0, w_hh, peep_in, peep_o, Cs, TC, Y, mh, mg)
+            zone = None if kc is None else (kc, kh)
+            loops.forward(A, h0, c0, w_hh, peep_in, peep_o, Cs, TC, Y, mh, mg, zone)
         if last is None:
             h_n, c_n = Y[T - 1].clone(), Cs[T - 1].clone()
         else:
@@ -394,12 +466,12 @@ class LSTMFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, loops, mh, mg = inputs
+        x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, loops, mh, mg, kc, kh = inputs
         Y, _, _, A, Cs, TC = output
         ctx.mark_non_differentiable(A, Cs, TC)
         ctx.set_materialize_grads(False)  # no zero-filled (T, B, G) gradient for A, Cs, TC
         ctx.loops = loops or time_loops(x.device, x.dtype)
-        ctx.masks = (mh, mg)
+        ctx.masks = (mh, mg, kc, kh)
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, A, Cs, TC, Y)
 
     @staticmethod
@@ -429,11 +501,15 @@ class LSTMFunction(torch.autograd.Function):
             dY[T - 1] += dh_n
             dc = dc_n.contiguous().clone()
         dG = A.new_empty(T, B, G)
-        mh, mg = ctx.masks
-        if mh is None and mg is None:
+        mh, mg, kc, kh = ctx.masks
+        carry = None
+        if mh is None and mg is None and kc is None:
             ctx.loops.backward(A, Cs, TC, c0, w_hh, peep_in, peep_o, dY, dCx, dc, dG)
         else:
-            ctx.loops.backward(A, Cs, TC, c0, w_hh, peep_in, peep_o, dY, dCx, dc, dG, mh, mg)
+            zone = None if kc is None else (kc, kh)
+            carry = None if kc is None else torch.zeros_like(dc)
+            args = (A, Cs, TC, c0, w_hh, peep_in, peep_o, dY, dCx, dc, dG, mh, mg, zone, carry)
+            ctx.loops.backward(*args)
 
         need = ctx.needs_input_grad
         dG2 = dG.view(T * B, G)
@@ -441,6 +517,8 @@ class LSTMFunction(torch.autograd.Function):
         dh0 = dG[0] @ w_hh if need[1] else None
         if dh0 is not None and mh is not None:  # Gal: h_0 entered the gates masked
             dh0 = dh0 * mh
+        if dh0 is not None and carry is not None:  # zoneout: h_1 kept some of h_0
+            dh0 = dh0 + carry
         dc0 = dc if need[2] else None
         x2 = x.reshape(T * B, C)
         dw_ih = weight_gradient(dG2, x2) if need[3] else None
@@ -458,22 +536,33 @@ class LSTMFunction(torch.autograd.Function):
             C_prev = torch.cat((c0.unsqueeze(0), Cs[:-1]))  # (T, B, H): c_{t-1}
             dpeep_in = (dG4[:, :, : nb - 2] * C_prev.unsqueeze(2)).sum((0, 1))
         if peep_o is not None and need[7]:
-            dpeep_o = (dG4[:, :, nb - 1] * Cs).sum((0, 1))
-        return dx, dh0, dc0, dw_ih, dw_hh, dbias, dpeep_in, dpeep_o, None, None, None, None
+            c_seen = Cs  # what o peeped at: c_t, or c̃_t with zoneout (recomputed here)
+            if kc is not None:
+                C_prev = torch.cat((c0.unsqueeze(0), Cs[:-1]))
+                A4 = A.view(T, B, nb, H)
+                f, g = A4[:, :, nb - 3], A4[:, :, nb - 2]
+                g = g if mg is None else g * mg
+                i = 1 - f if nb == 3 else A4[:, :, 0]
+                c_seen = f * C_prev + i * g
+            dpeep_o = (dG4[:, :, nb - 1] * c_seen).sum((0, 1))
+        return dx, dh0, dc0, dw_ih, dw_hh, dbias, dpeep_in, dpeep_o, *(None,) * 6
 
     @staticmethod
-    def vmap(info, in_dims, x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, loops, mh, mg):
+    def vmap(
+        info, in_dims, x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, loops, mh, mg, kc, kh
+    ):
         """`torch.vmap`: with the weights shared (per-sample gradients, a batch of batches),
         the mapped dimension N folds into the batch, one call of N·B sequences; weights that
         are mapped too (an ensemble) run one call per n."""
         N = info.batch_size
         args = [x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last]
-        if any(d is not None for d in in_dims[3:8]) or in_dims[10:] != (None, None):
+        extras = (mh, mg, kc, kh)
+        if any(d is not None for d in in_dims[3:8] + in_dims[10:]):
             outs = [
                 LSTMFunction.apply(
                     *(a if d is None else a.select(d, n) for a, d in zip(args, in_dims)),
                     loops,
-                    *(m if d is None else m.select(d, n) for m, d in zip((mh, mg), in_dims[10:])),
+                    *(m if d is None else m.select(d, n) for m, d in zip(extras, in_dims[10:])),
                 )
                 for n in range(N)
             ]
@@ -499,6 +588,7 @@ class LSTMFunction(torch.autograd.Function):
             lastf,
             loops,
             *(None if m is None else fold(m, None, 0) for m in (mh, mg)),
+            *(None if k is None else fold(k, None, 1) for k in (kc, kh)),
         )
         NB = (N, xf.shape[1] // N)
         Y, A, Cs, TC = (t.unflatten(1, NB) for t in (Y, A, Cs, TC))  # (T, N, B, ·)
@@ -536,7 +626,7 @@ def _reference_backward(ctx, dY, dh_n, dc_n):
     inputs, last = list(saved[:8]), saved[8]
     need = ctx.needs_input_grad
     wanted = [i for i, t in enumerate(inputs) if t is not None and need[i]]
-    grads = [None] * 12
+    grads = [None] * 14
     if wanted:
         f, primals = _as_reference(inputs, last, wanted, ctx.masks)
         _, vjp_fn = torch.func.vjp(f, *primals)
