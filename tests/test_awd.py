@@ -1,0 +1,148 @@
+"""AWD-LSTM's parts (unroll.models.awd): each regulariser against its definition on tiny
+inputs, the model's state layout, tying, weight drop, NT-ASGD's trigger and averaging."""
+
+import pytest
+import torch
+
+import unroll
+from unroll.models.awd import (
+    AWDLanguageModel,
+    averaged_weights,
+    awd_penalty,
+    embedding_dropout,
+    locked_dropout,
+    nt_asgd_should_switch,
+)
+from unroll.models.lm import detach_state, lm_loss
+
+
+def test_embedding_dropout_drops_whole_words():
+    """A dropped word is zero wherever it occurs; the others are scaled by 1/(1 − p)."""
+    torch.manual_seed(0)
+    w = torch.randn(50, 6)
+    d = embedding_dropout(w, 0.3, training=True)
+    zero_rows = (d == 0).all(1)
+    assert 0 < zero_rows.sum() < 50
+    torch.testing.assert_close(d[~zero_rows], w[~zero_rows] / 0.7)
+    assert embedding_dropout(w, 0.3, training=False) is w
+
+
+def test_locked_dropout_is_one_mask_per_sequence():
+    """The same units are dropped at every time step of a sequence, different per sequence."""
+    torch.manual_seed(0)
+    x = torch.ones(4, 7, 10)
+    y = locked_dropout(x, 0.5, training=True)
+    assert torch.equal(y, y[:, :1].expand_as(y))  # constant over time
+    assert not torch.equal(y[0], y[1])
+    assert set(y.unique().tolist()) <= {0.0, 2.0}
+    assert locked_dropout(x, 0.5, training=False) is x
+
+
+def test_ar_tar_hand_computed():
+    raw = torch.tensor([[[1.0, 2.0], [3.0, 5.0]]])  # [B=1, T=2, E=2]
+    dropped = torch.tensor([[[0.0, 4.0], [6.0, 0.0]]])
+    # AR = α mean(dropped²) = α (16 + 36) / 4; TAR = β mean((h_t − h_{t+1})²) = β (4 + 9) / 2
+    torch.testing.assert_close(awd_penalty(raw, dropped, 2.0, 0.0), torch.tensor(26.0))
+    torch.testing.assert_close(awd_penalty(raw, dropped, 0.0, 1.0), torch.tensor(6.5))
+    torch.testing.assert_close(awd_penalty(raw, dropped, 2.0, 1.0), torch.tensor(32.5))
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return AWDLanguageModel(30, embedding_size=6, hidden_size=8, num_layers=3, **kw)
+
+
+def test_model_shapes_state_tying_and_weight_drop():
+    model = tiny()
+    assert model.decoder.weight is model.embedding.weight  # tied
+    assert [layer.hidden_size for layer in model.layers] == [8, 8, 6]
+    assert all(layer.weight_drop == 0.5 for layer in model.layers)
+    x = torch.randint(0, 30, (3, 5))
+    state = model.init_state(3)
+    assert state[0].shape == (1, 3, 22)  # the layers' states side by side
+    logits, new = model(x, state)
+    assert logits.shape == (3, 5, 30) and new[0].shape == (1, 3, 22)
+    new = detach_state(new)  # the LM recipe's carry works on it
+    # The state carries: two windows equal one window of twice the length (eval: no noise).
+    model.eval()
+    x2 = torch.randint(0, 30, (3, 10))
+    full, _ = model(x2)
+    first, s = model(x2[:, :5])
+    second, _ = model(x2[:, 5:], s)
+    torch.testing.assert_close(torch.cat((first, second), 1), full)
+
+
+def test_eval_is_deterministic_and_training_is_not():
+    model = tiny()
+    x = torch.randint(0, 30, (2, 6))
+    model.eval()
+    torch.testing.assert_close(model(x)[0], model(x)[0], rtol=0, atol=0)
+    model.train()
+    assert not torch.equal(model(x)[0], model(x)[0])
+
+
+def test_untied_and_bad_values():
+    model = tiny(tie_weights=False)
+    assert model.decoder.weight is not model.embedding.weight
+    assert [layer.hidden_size for layer in model.layers] == [8, 8, 8]
+    with pytest.raises(ValueError, match="dropout_input in"):
+        tiny(dropout_input=1.0)
+
+
+def test_nt_asgd_trigger_hand_computed():
+    """Switch when the newest loss is worse than the best of those more than n checks ago."""
+    assert not nt_asgd_should_switch([5.0, 4.0, 3.0], 5)  # too few checks
+    assert not nt_asgd_should_switch([5, 4, 3, 2, 1, 0.5], 5)  # still improving
+    assert nt_asgd_should_switch([5, 1, 3, 2, 2, 2, 1.5], 5)  # 1.5 > min([5, 1])
+    assert not nt_asgd_should_switch([5, 1, 3, 2, 2, 2, 0.9], 5)
+
+
+def test_averaged_weights_swap_in_asgd_averages_and_restore():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.ASGD(model.parameters(), lr=0.1, t0=0, lambd=0.0)
+    for _ in range(4):
+        opt.zero_grad()
+        model(torch.randn(5, 3)).square().sum().backward()
+        opt.step()
+    current = model.weight.detach().clone()
+    ax = opt.state[model.weight]["ax"]
+    assert not torch.allclose(ax, current)
+    with averaged_weights(model, opt):
+        torch.testing.assert_close(model.weight, ax)
+    torch.testing.assert_close(model.weight, current)
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+    with averaged_weights(model, sgd):
+        torch.testing.assert_close(model.weight, current)
+
+
+def test_tiny_awd_model_learns_with_every_regulariser():
+    """A repeating sequence: with every regulariser on (embedding, locked and weight dropout,
+    AR/TAR), SGD brings the training loss well down; every layer's W_hh gets gradient."""
+    torch.manual_seed(0)
+    model = AWDLanguageModel(
+        30,
+        embedding_size=8,
+        hidden_size=16,
+        num_layers=3,
+        dropout=0.1,
+        dropout_between=0.1,
+        dropout_input=0.1,
+        dropout_embedding=0.05,
+        weight_drop=0.2,
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=10.0)  # AWD-LSTM: high lr, clip 0.25
+    seq = torch.arange(40).view(2, 20) % 7  # period 7: ln 7 ≈ 1.95 without memory
+    x, y = seq[:, :-1], seq[:, 1:]
+    losses = []
+    for _ in range(150):
+        opt.zero_grad()
+        logits, _, raw, dropped = model.forward_with_outputs(x)
+        loss = lm_loss(logits, y) / x.shape[1] + awd_penalty(raw, dropped, 2.0, 1.0)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-10:]) / 10 < 1.0 < losses[0]  # below what a unigram model gets
+    assert all(layer.weight_hh_l0.grad.abs().sum() > 0 for layer in model.layers)
+    assert isinstance(model.layers[0], unroll.LSTM)
