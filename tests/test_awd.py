@@ -1,6 +1,8 @@
 """AWD-LSTM's parts (unroll.models.awd): each regulariser against its definition on tiny
 inputs, the model's state layout, tying, weight drop, NT-ASGD's trigger and averaging."""
 
+import math
+
 import pytest
 import torch
 
@@ -146,3 +148,103 @@ def test_tiny_awd_model_learns_with_every_regulariser():
     assert sum(losses[-10:]) / 10 < 1.0 < losses[0]  # below what a unigram model gets
     assert all(layer.weight_hh_l0.grad.abs().sum() > 0 for layer in model.layers)
     assert isinstance(model.layers[0], unroll.LSTM)
+
+
+# --- the recipe: unroll lm with model="awd" ------------------------------------------------------
+def awd_tiny(**kw):
+    from test_lm_recipe import tiny_config
+
+    base = dict(
+        model="awd",
+        hidden_size=12,
+        embedding_size=8,
+        num_layers=3,
+        tie_weights=True,
+        dropout=0.3,
+        dropout_between=0.2,
+        dropout_input=0.3,
+        dropout_embedding=0.1,
+        weight_drop=0.4,
+        ar=2.0,
+        tar=1.0,
+        weight_decay=1e-4,
+        lr=2.0,
+        clip=1.0,
+        max_steps_per_epoch=12,
+    )
+    base.update(kw)
+    return tiny_config(**base)
+
+
+def test_awd_recipe_trains_and_resumes_exactly(tmp_path):
+    """unroll lm with model=awd: it runs end to end, and an interrupted run resumed from its
+    checkpoint ends with exactly the parameters of the uninterrupted one — every mask
+    (embedding, locked, weight drop) drawn after the resume is the one the straight run drew
+    (the engine checkpoints the RNG state)."""
+    import dataclasses
+
+    from test_lm_recipe import write_corpus
+
+    from unroll.engine import load_checkpoint
+    from unroll.recipes.lm import train
+
+    data = str(write_corpus(tmp_path / "corpus"))
+    config = awd_tiny()
+    straight = train(config, data=data, out=tmp_path / "a", quiet=True)
+    train(dataclasses.replace(config, epochs=1), data=data, out=tmp_path / "b", quiet=True)
+    resumed = train(config, resume=tmp_path / "b", quiet=True)
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"]
+    assert "layers.2.weight_hh_l0" in a and a["layers.2.weight_hh_l0"].shape == (32, 8)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert resumed["test_ppl"] == straight["test_ppl"]
+    assert math.isfinite(straight["test_ppl"]) and straight["test_ppl"] < 60  # vocab is 22
+
+
+def test_awd_penalty_enters_the_gradient_not_the_reported_loss():
+    """loss_and_grads differentiates CE + T·(AR + TAR) but returns the CE (perplexity)."""
+    from contextlib import nullcontext
+
+    from unroll.models.lm import loss_and_grads
+
+    x = torch.randint(0, 30, (2, 6))
+    y = torch.randint(0, 30, (2, 6))
+    out = {}
+    for ar in (0.0, 5.0):
+        model = tiny(ar=ar, tar=ar)
+        for layer in model.layers:
+            layer.weight_drop = 0.0
+        model.dropout = model.dropout_between = model.dropout_input = 0.0
+        model.dropout_embedding = 0.0  # no noise: the same forward for both
+        params = list(model.parameters())
+        state = model.init_state(2)
+        loss, _ = loss_and_grads(model, params, x, y, state, 1e9, nullcontext)
+        out[ar] = (loss, model.layers[0].weight_hh_l0.grad.clone())
+    torch.testing.assert_close(out[0.0][0], out[5.0][0])  # the same CE
+    assert not torch.allclose(out[0.0][1], out[5.0][1])  # a different gradient
+
+
+def test_awd_presets_sizes():
+    """awd-ptb is AWD-LSTM's 24M-parameter PTB model; awd-small has ptb-small's count."""
+    from unroll.recipes.lm.config import get_preset
+    from unroll.recipes.lm.evaluate import build_model
+
+    counts = {}
+    for name in ("ptb-small", "awd-small", "awd-ptb"):
+        config = get_preset(name)
+        config.validate()
+        counts[name] = sum(p.numel() for p in build_model(config, 10000).parameters())
+    assert counts["ptb-small"] == 4_653_200
+    assert abs(counts["awd-small"] - counts["ptb-small"]) / counts["ptb-small"] < 0.001
+    assert 24_000_000 < counts["awd-ptb"] < 24_300_000  # the paper: 24M
+
+
+def test_awd_fields_refused_on_the_zaremba_model():
+    from unroll.errors import UserError
+    from unroll.recipes.lm.config import LMConfig
+
+    with pytest.raises(UserError, match="weight_drop=0.5: expected 0 unless model=awd"):
+        LMConfig(weight_drop=0.5).validate()
+    with pytest.raises(UserError, match="dropout_input=1.0: expected a number in"):
+        LMConfig(model="awd", dropout_input=1.0).validate()

@@ -70,7 +70,9 @@ class AWDLanguageModel(nn.Module):
     reproduction's 0.3 for WikiText-2 —, input 0.4, embedding 0.1), weight drop 0.5, tied.
 
     ``forward(x [B, T], state) -> (logits [B, T, V], state)``; ``forward_with_outputs`` also
-    returns the last layer's raw and dropped outputs, for `awd_penalty`.
+    returns the last layer's raw and dropped outputs. With ``ar``/``tar`` (α, β) a training
+    forward leaves ``penalty`` = `awd_penalty` of its outputs, which `unroll.models.lm.
+    loss_and_grads` adds to the loss (scaled to its sum-over-T loss).
     """
 
     def __init__(
@@ -87,6 +89,8 @@ class AWDLanguageModel(nn.Module):
         weight_drop: float = 0.5,
         tie_weights: bool = True,
         impl: str = "auto",
+        ar: float = 0.0,
+        tar: float = 0.0,
     ):
         super().__init__()
         for name, p in (
@@ -101,6 +105,10 @@ class AWDLanguageModel(nn.Module):
         if num_layers < 1:
             raise ValueError(f"AWDLanguageModel: expected num_layers >= 1, got {num_layers}")
         self.vocab_size, self.num_layers = vocab_size, num_layers
+        self.ar, self.tar = float(ar), float(tar)
+        # AR + TAR of the latest training forward (`awd_penalty`), for the loss to add; None
+        # at eval or when both are 0.
+        self.penalty: Tensor | None = None
         self.dropout, self.dropout_between = dropout, dropout_between
         self.dropout_input, self.dropout_embedding = dropout_input, dropout_embedding
         last = embedding_size if tie_weights else hidden_size  # tying: the last layer is E
@@ -162,6 +170,9 @@ class AWDLanguageModel(nn.Module):
         raw = h
         dropped = locked_dropout(raw, self.dropout, self.training)
         logits = self.decoder(dropped)
+        self.penalty = None
+        if self.training and (self.ar or self.tar):
+            self.penalty = awd_penalty(raw, dropped, self.ar, self.tar)
         return logits, (torch.cat(new_h, 2), torch.cat(new_c, 2)), raw, dropped
 
 

@@ -244,7 +244,7 @@ def _train(
     """The run proper, once every input has been checked (see `train`)."""
     seed_everything(config.seed)
     model = build_model(config, len(corpus.vocab)).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     run.restore(model, optimizer)
     run.say(
         f"data: {corpus.name} ({config.level} level, vocabulary {len(corpus.vocab)}, train "
