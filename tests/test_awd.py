@@ -248,3 +248,76 @@ def test_awd_fields_refused_on_the_zaremba_model():
         LMConfig(weight_drop=0.5).validate()
     with pytest.raises(UserError, match="dropout_input=1.0: expected a number in"):
         LMConfig(model="awd", dropout_input=1.0).validate()
+
+
+def test_ntasgd_is_sgd_until_switched_then_averages():
+    """Before the switch: torch.optim.SGD(lr, weight_decay) bit for bit. After: the same
+    update, and ax = the mean of the iterates since the switch; the switch and the averages
+    survive a state_dict round trip."""
+    from unroll.models.awd import NTASGD
+
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    b.load_state_dict(a.state_dict())
+    nt = NTASGD(a.parameters(), lr=0.1, weight_decay=0.01)
+    sgd = torch.optim.SGD(b.parameters(), lr=0.1, weight_decay=0.01)
+    xs = [torch.randn(4, 3) for _ in range(7)]
+
+    def step(model, opt, x):
+        opt.zero_grad()
+        model(x).square().sum().backward()
+        opt.step()
+
+    for x in xs[:3]:
+        step(a, nt, x)
+        step(b, sgd, x)
+    assert torch.equal(a.weight, b.weight)
+    assert not nt.state.get(a.weight)
+    nt.switch()
+    iterates = []
+    for x in xs[3:]:
+        step(a, nt, x)
+        step(b, sgd, x)
+        iterates.append(a.weight.detach().clone())
+    assert torch.equal(a.weight, b.weight)  # the same update while averaging
+    torch.testing.assert_close(nt.state[a.weight]["ax"], torch.stack(iterates).mean(0))
+    again = NTASGD(a.parameters(), lr=0.1)
+    again.load_state_dict(nt.state_dict())
+    assert again.averaging
+    torch.testing.assert_close(again.state[a.weight]["ax"], nt.state[a.weight]["ax"])
+
+
+def test_awd_recipe_switches_to_averaging_and_resumes_across_the_switch(tmp_path, monkeypatch):
+    """The recipe's NT-ASGD wiring: when the trigger fires (here after the 2nd epoch, by
+    replacing the trigger, whose rule `test_nt_asgd_trigger_hand_computed` checks) the run
+    averages from then on, evaluates the averages, and a run interrupted after the switch
+    resumes to the same parameters and the same test perplexity."""
+    import dataclasses
+    import importlib
+
+    from test_lm_recipe import write_corpus
+
+    from unroll.engine import load_checkpoint
+    from unroll.engine.metrics_log import read_metrics
+    from unroll.recipes.lm import train
+
+    data = str(write_corpus(tmp_path / "corpus"))
+    lm_train = importlib.import_module("unroll.recipes.lm.train")  # the module, not train()
+    monkeypatch.setattr(lm_train, "nt_asgd_should_switch", lambda v, n: len(v) >= 2)
+    config = awd_tiny(nonmono=1, epochs=4, max_steps_per_epoch=8)
+    straight = train(config, data=data, out=tmp_path / "a", quiet=True)
+    ckpt = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
+    groups = ckpt["optimizer"]["param_groups"]
+    assert groups[0]["averaging"], [m["valid_ppl"] for m in read_metrics(tmp_path / "a")]
+    assert any("ax" in s for s in ckpt["optimizer"]["state"].values())
+    train(dataclasses.replace(config, epochs=3), data=data, out=tmp_path / "b", quiet=True)
+    resumed = train(config, resume=tmp_path / "b", quiet=True)
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
+    for k in ckpt["model"]:
+        assert torch.equal(ckpt["model"][k], b["model"][k]), k
+    assert resumed["test_ppl"] == straight["test_ppl"]
+    # `unroll lm evaluate` of the best checkpoint tests the averaged weights too
+    from unroll.recipes.lm import evaluate
+
+    again = evaluate(tmp_path / "a", device="cpu")
+    assert again["perplexity"] == pytest.approx(straight["test_ppl"], rel=1e-9)

@@ -189,6 +189,64 @@ def nt_asgd_should_switch(valid_losses: Sequence[float], nonmono: int) -> bool:
     return len(valid_losses) > n and valid_losses[-1] > min(valid_losses[:-n])
 
 
+class NTASGD(torch.optim.Optimizer):
+    """NT-ASGD's optimizer (AWD-LSTM §3): SGD with L2 weight decay, which, once `switch` is
+    called (`nt_asgd_should_switch`), also keeps the running average of every iterate from
+    then on — ``torch.optim.ASGD(t0=0, lambd=0)``'s update and average, in one optimizer so
+    that the switch (``param_groups[·]["averaging"]``) and the averages (``state[p]["ax"]``,
+    ``["n"]``) travel in its state_dict: a checkpoint resumes the same run. Before the switch
+    it is ``torch.optim.SGD(lr, weight_decay)`` step for step (tested)."""
+
+    def __init__(self, params, lr: float, weight_decay: float = 0.0):
+        super().__init__(params, {"lr": lr, "weight_decay": weight_decay, "averaging": False})
+
+    @property
+    def averaging(self) -> bool:
+        return bool(self.param_groups[0]["averaging"])
+
+    def switch(self) -> None:
+        """Start averaging from the next step on."""
+        for group in self.param_groups:
+            group["averaging"] = True
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None if closure is None else closure()
+        for group in self.param_groups:
+            lr, wd = group["lr"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                d = p.grad if not wd else p.grad.add(p, alpha=wd)
+                p.add_(d, alpha=-lr)
+                if group["averaging"]:  # ax_n = ax_{n-1} + (p − ax_{n-1}) / n
+                    state = self.state[p]
+                    if "ax" not in state:
+                        state["ax"], state["n"] = p.detach().clone(), torch.ones(())
+                    else:
+                        state["n"] += 1
+                        state["ax"].add_((p - state["ax"]) / state["n"].to(p.device))
+        return loss
+
+
+def load_averages(model: nn.Module, optimizer_state: dict | None) -> bool:
+    """Copy NT-ASGD's averages from a saved `NTASGD` state_dict into the model's parameters
+    (the weights AWD-LSTM evaluates and saves once averaging); True if there were any. The
+    state is keyed by position in ``model.parameters()``, as torch's optimizers save it."""
+    if not optimizer_state or not optimizer_state.get("param_groups"):
+        return False
+    if not optimizer_state["param_groups"][0].get("averaging"):
+        return False
+    params = list(model.parameters())
+    found = False
+    with torch.no_grad():
+        for index, state in optimizer_state.get("state", {}).items():
+            if "ax" in state:
+                params[int(index)].copy_(state["ax"])
+                found = True
+    return found
+
+
 @contextlib.contextmanager
 def averaged_weights(model: nn.Module, optimizer: torch.optim.Optimizer) -> Iterator[None]:
     """Inside: the model's parameters are ASGD's averages (``ax``), as AWD-LSTM evaluates and

@@ -54,6 +54,7 @@ class LMConfig(RunConfig):
     ar: float = 0.0  # awd: activation regularisation α
     tar: float = 0.0  # awd: temporal activation regularisation β
     weight_decay: float = 0.0  # SGD's L2 weight decay (wdecay)
+    nonmono: int = 0  # NT-ASGD's non-monotone interval n (AWD-LSTM §3); 0: plain SGD
 
     ALIASES: ClassVar[dict[str, Alias]] = {
         # TensorFlow's ptb_word_lm.py names, as in the paper's table.
@@ -88,6 +89,13 @@ class LMConfig(RunConfig):
             "weight_drop",
         ):
             check(self, f, 0.0 <= getattr(self, f) < 1.0, "a number in [0, 1)")
+        check(self, "nonmono", self.nonmono >= 0, "an integer >= 0 (0: no NT-ASGD)")
+        check(
+            self,
+            "graphs",
+            self.graphs != "on" or not (self.weight_decay or self.nonmono),
+            "off or auto with weight_decay or nonmono (the captured step is plain SGD)",
+        )
         for f in ("ar", "tar", "weight_decay"):
             check(
                 self, f, math.isfinite(getattr(self, f)) and getattr(self, f) >= 0, "a number >= 0"

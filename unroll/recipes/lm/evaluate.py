@@ -18,7 +18,7 @@ from unroll.engine.progress import Progress
 from unroll.engine.recipe import Result
 from unroll.errors import UserError
 from unroll.metrics.lm import perplexity
-from unroll.models.awd import AWDLanguageModel
+from unroll.models.awd import AWDLanguageModel, load_averages
 from unroll.models.lm import LanguageModel, lm_loss
 from unroll.recipes.lm.config import KIND, LMConfig
 from unroll.recipes.lm.graphs import graphed_eval_nll
@@ -140,6 +140,8 @@ def load_model(
     config = saved_config(LMConfig, ckpt, str(path))
     vocab = saved_vocabulary(ckpt, config, str(path))
     model = load_weights(lambda: build_model(config, len(vocab)), ckpt["model"], str(path))
+    if config.nonmono:  # NT-ASGD: the averaged weights are the model (as training tested)
+        load_averages(model, ckpt.get("optimizer"))
     model.to(dev).eval()
     return model, config, vocab, dev
 
