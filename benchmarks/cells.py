@@ -132,7 +132,13 @@ def time_cases(cases: dict, device: torch.device, warmup: int, repeats: int, clo
 
 
 def bench_shape(
-    name: str, device: torch.device, warmup: int, repeats: int, clock, options: bool = False
+    name: str,
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+    clock,
+    options: bool = False,
+    impls: tuple[str, ...] = ("auto", "fused", "reference"),
 ) -> dict:
     T, B, H, L = SHAPES[name]
     torch.manual_seed(0)
@@ -142,7 +148,7 @@ def bench_shape(
     if options:
         ran = {}
         for option, kw in OPTIONS.items():
-            for impl in ("auto", "fused", "reference"):
+            for impl in impls:
                 lstm = unroll.LSTM(H, H, L, impl=impl, **kw)
                 modules[f"LSTM/{option}/{impl}"] = (lstm, "torch.nn.LSTM")
                 ran[f"LSTM/{option}/{impl}"] = lstm.implementation
@@ -261,6 +267,11 @@ def main(argv: list[str] | None = None) -> None:
         help="time issue 26's options (layer norm, recurrent dropout, zoneout, weight drop) "
         "instead of the variants",
     )
+    parser.add_argument(
+        "--impls",
+        default="auto,fused,reference",
+        help="with --options: the implementations to time (comma-separated)",
+    )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -281,7 +292,15 @@ def main(argv: list[str] | None = None) -> None:
         "repeats": repeats,
         "metric": f"median ms ({args.clock} clock) of forward + backward of y.sum()",
         "shapes": {
-            s: bench_shape(s, device, warmup, repeats, CLOCKS[args.clock], args.options)
+            s: bench_shape(
+                s,
+                device,
+                warmup,
+                repeats,
+                CLOCKS[args.clock],
+                args.options,
+                tuple(i for i in args.impls.split(",") if i),
+            )
             for s in shapes
         },
     }
