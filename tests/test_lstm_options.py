@@ -243,19 +243,21 @@ def test_combination_table(name, variant, shape, mode):
 
 def test_implementation_reports_the_fallback():
     """What runs is visible: layer norm on the reference, zoneout and recurrent dropout on the
-    fused kernel (dropout: in training; torch's at eval), weight drop on torch's kernel."""
+    fused kernel (dropout: in training; torch's at eval), weight drop on the fused kernel in
+    training (auto prefers it), on torch's with a projection."""
     cases = {
         "layer_norm": ("reference", "reference"),
         "zoneout": ("fused", "fused"),
         "gal": ("fused", "torch"),
         "semeniuta": ("fused", "torch"),
-        "weight_drop": ("torch", "torch"),
+        "weight_drop": ("fused", "torch"),
     }
     for name, (train, evaluation) in cases.items():
         layer = unroll.LSTM(C, H, **OPTIONS[name])
         assert (layer.train().implementation, layer.eval().implementation) == (train, evaluation)
     assert unroll.LSTM(C, H, weight_drop=0.5, peephole=True).implementation == "fused"
     assert unroll.LSTM(C, H, zoneout=0.1, proj_size=2).implementation == "reference"
+    assert unroll.LSTM(C, H, weight_drop=0.1, proj_size=2).implementation == "torch"
 
 
 @pytest.mark.parametrize("impl", ["auto", "fused", "reference"])
@@ -324,14 +326,16 @@ def test_masks_are_shared_over_time():
 
 
 def test_weight_drop_on_torch_kernel_equals_reference():
-    """Weight drop runs on torch's kernel (auto): the same masks as the reference under one
-    seed, outputs and gradients (W_hh's gradient is masked)."""
-    ref = make({"weight_drop": 0.5, "forget_bias": 0.5}, "reference", num_layers=2)
-    auto = make({"weight_drop": 0.5, "forget_bias": 0.5}, "auto", num_layers=2)
+    """Weight drop runs on torch's kernel (auto, with a projection): the same masks as the
+    reference under one seed, outputs and gradients (W_hh's gradient is masked)."""
+    kw = {"weight_drop": 0.5, "forget_bias": 0.5, "proj_size": 2}
+    ref = make(kw, "reference", num_layers=2)
+    auto = make(kw, "auto", num_layers=2)
     auto.load_state_dict(ref.state_dict())
     assert auto.implementation == "torch"
     x, state = data()
-    state = tuple(s.expand(2, -1, -1).contiguous() for s in state)
+    state = (state[0][..., :2].expand(2, -1, -1).contiguous(), state[1].expand(2, -1, -1))
+    state = tuple(s.contiguous() for s in state)
     want = run(ref, x, state, "padded")
     got = run(auto, x, state, "padded")
     assert_same(got, want)

@@ -324,13 +324,18 @@ class _RNNBase(TorchTwin, nn.Module):
         if self.impl == "reference":
             return "reference"
         fused = self._has_fused_kernel()
-        if self.impl == "fused" and fused:
+        if (self.impl == "fused" or self._prefers_fused()) and fused:
             return "fused"
         if self._uses_torch_kernel():
             return "torch"
         return "fused" if fused else "reference"
 
     def _has_fused_kernel(self) -> bool:
+        return False
+
+    def _prefers_fused(self) -> bool:
+        """Hook: True where auto should take the fused kernel over torch's although torch's
+        computes the same (LSTM: weight drop in training)."""
         return False
 
     def _prepare_kernels(self) -> None:
@@ -748,10 +753,11 @@ class LSTM(_RNNBase):
             the previous c / h with that probability in training; at eval the expectation
             (c_t = p_c c_{t-1} + (1 − p_c) c̃_t, likewise h), as the paper.
         weight_drop: DropConnect on W_hh, one mask per forward (Merity et al. 2018), training.
-    What runs (``implementation``): weight drop runs on every implementation (torch's kernel
-    takes the dropped W_hh); recurrent dropout and zoneout on the fused kernel (its masks as
-    inputs) and the reference; layer_norm on the reference only (auto and fused fall back to
-    it, and ``implementation`` says "reference"), as does any option with proj_size.
+    What runs (``implementation``): weight drop on every implementation (auto takes the
+    fused kernel for it in training; torch's kernel, with a projection, takes the dropped
+    W_hh); recurrent dropout and zoneout on the fused kernel (masks as its inputs) and the
+    reference; layer_norm on the reference only (auto and fused fall back to it, and
+    ``implementation`` says "reference"), as do the other options with proj_size.
     Refused: layer_norm with coupled (the unused input-gate rows would enter LN's statistics).
     """
 
@@ -867,6 +873,12 @@ class LSTM(_RNNBase):
     def _why_not_torch(self) -> str | None:
         variant = variant_repr(self.forget_bias, self.peephole, self.coupled, **self._options())
         return f"an LSTM variant: {variant.lstrip(', ')}" if variant else super()._why_not_torch()
+
+    def _prefers_fused(self) -> bool:
+        # Weight drop hands torch's kernel a new W_hh every call, which oneDNN (and cuDNN)
+        # re-lays out each time: measured 1.2-1.7x nn.LSTM on CPU vs 1.1-1.4x for the fused
+        # kernel (BENCHMARKS.md, issue 26).
+        return self.training and bool(self.weight_drop)
 
     def _has_fused_kernel(self) -> bool:
         # The kernel's time loops recur on o ⊙ tanh(c) itself; a projection would need others.
