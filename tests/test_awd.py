@@ -321,3 +321,26 @@ def test_awd_recipe_switches_to_averaging_and_resumes_across_the_switch(tmp_path
 
     again = evaluate(tmp_path / "a", device="cpu")
     assert again["perplexity"] == pytest.approx(straight["test_ppl"], rel=1e-9)
+
+
+def test_wikitext_directory_layout_and_the_awd_wt2_preset(tmp_path):
+    """A directory in WikiText's layout (wiki.{split}.tokens, headers and blank lines kept,
+    each line ending in <eos> as AWD-LSTM's data.py does) is a corpus; awd-wt2 names one."""
+    from unroll.data.text import find_split_files, load_corpus
+    from unroll.recipes.lm.config import get_preset
+
+    text = " = Title = \n\n the cat <unk> sat \n"
+    for split in ("train", "valid", "test"):
+        (tmp_path / f"wiki.{split}.tokens").write_text(text, encoding="utf-8")
+    assert find_split_files(tmp_path)["valid"].name == "wiki.valid.tokens"
+    corpus = load_corpus(tmp_path, "word")
+    words = [corpus.vocab.to_list()[i] for i in corpus.train.tolist()]
+    assert words == ["=", "Title", "=", "<eos>", "<eos>", "the", "cat", "<unk>", "sat", "<eos>"]
+    config = get_preset("awd-wt2")
+    config.validate()
+    assert (config.data, config.model, config.batch_size, config.dropout_input) == (
+        "wikitext-2",
+        "awd",
+        80,
+        0.65,
+    )

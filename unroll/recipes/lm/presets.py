@@ -153,6 +153,36 @@ PRESETS: dict[str, dict[str, Any]] = {
         ar=2.0,  # alpha
         tar=1.0,  # beta
     ),
+    # AWD-LSTM's WikiText-2 model (README: --epochs 750 --dropouth 0.2 --seed 1882; main.py
+    # defaults otherwise: batch 80, dropouti 0.65; the paper: 65.8 test perplexity without
+    # finetuning). The data is a directory holding wiki.{train,valid,test}.tokens (as the
+    # wikitext-2 archive unpacks): ./wikitext-2 unless --data names another. No download:
+    # unroll does not know the archive's checksum. Not run here (a GPU job).
+    "awd-wt2": dict(
+        data="wikitext-2",
+        model="awd",
+        num_layers=3,
+        hidden_size=1150,
+        embedding_size=400,
+        tie_weights=True,
+        num_steps=70,
+        batch_size=80,
+        lr=30 / 70,
+        clip=0.25 * 70,
+        weight_decay=1.2e-6 * 70,
+        lr_decay_after=750,
+        lr_decay=1.0,
+        epochs=750,
+        nonmono=5,
+        dropout=0.4,
+        dropout_between=0.2,
+        dropout_input=0.65,
+        dropout_embedding=0.1,
+        weight_drop=0.5,
+        ar=2.0,
+        tar=1.0,
+        seed=1882,
+    ),
     # awd-ptb's recipe at ptb-small's size (E = H = 278, 3 layers, tied) for the CPU, 13
     # epochs as ptb-small, NT-ASGD with n = 2 (AWD's 5 is for 500 epochs). Its other
     # hyperparameters are AWD's PTB ones, not tuned for this size; whether it beats
