@@ -12,6 +12,12 @@ torch.nn.LSTM (to torch.nn.GRU/RNN for those). Shapes are the PTB Small/Medium l
     python benchmarks/cells.py --threads 2     # the issue's 2-core target
     python benchmarks/cells.py --threads 1 --clock thread   # CPU time: steadier on a busy box
     python benchmarks/cells.py --device cuda --quick
+    python benchmarks/cells.py --options --threads 2     # issue 26: the regularisers, LN
+
+With ``--options`` the rows are instead torch.nn.LSTM and, for each of OPTIONS (layer norm,
+recurrent dropout in both modes, zoneout, weight drop; training mode, so the masks are drawn
+every step), unroll.LSTM under each implementation, with what actually ran
+(``implementation``: an option a path lacks falls back) and the ratio to torch.nn.LSTM.
 
 On CUDA a "triton" section adds, per shape and dtype (float32, bfloat16), cuDNN's nn.LSTM and
 every variant through the fused kernel's Triton loops (graphs cached, and eager) and its Python
@@ -45,6 +51,16 @@ VARIANTS = {
     "peephole+coupled": {"peephole": True, "coupled": True},
 }
 CLOCKS = {"wall": time.perf_counter, "thread": time.thread_time}
+OPTIONS = {  # issue 26's options, at the settings their papers used for word-level LMs
+    "layer_norm": {"layer_norm": True},
+    "recurrent_dropout_gal": {"recurrent_dropout": 0.25},
+    "recurrent_dropout_semeniuta": {
+        "recurrent_dropout": 0.25,
+        "recurrent_dropout_mode": "semeniuta",
+    },
+    "zoneout": {"zoneout": (0.5, 0.05)},
+    "weight_drop": {"weight_drop": 0.5},
+}
 
 
 def cpu_identity() -> str:
@@ -119,12 +135,39 @@ def time_cases(cases: dict, device: torch.device, warmup: int, repeats: int, clo
     return {key: statistics.median(ts) for key, ts in times.items()}
 
 
-def bench_shape(name: str, device: torch.device, warmup: int, repeats: int, clock) -> dict:
+def bench_shape(
+    name: str,
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+    clock,
+    options: bool = False,
+    impls: tuple[str, ...] = ("auto", "fused", "reference"),
+) -> dict:
     T, B, H, L = SHAPES[name]
     torch.manual_seed(0)
     x = torch.randn(T, B, H, device=device)
     modules: dict[str, tuple[torch.nn.Module, str]] = {}  # key: (module, baseline key)
     modules["torch.nn.LSTM"] = (torch.nn.LSTM(H, H, L), "torch.nn.LSTM")
+    if options:
+        ran = {}
+        for option, kw in OPTIONS.items():
+            for impl in impls:
+                lstm = unroll.LSTM(H, H, L, impl=impl, **kw)
+                modules[f"LSTM/{option}/{impl}"] = (lstm, "torch.nn.LSTM")
+                ran[f"LSTM/{option}/{impl}"] = lstm.implementation
+        cases = {key: make_step(m.to(device), x) for key, (m, _) in modules.items()}
+        ms = time_cases(cases, device, warmup, repeats, clock)
+        base = ms["torch.nn.LSTM"]
+        return {
+            "T": T,
+            "B": B,
+            "H": H,
+            "layers": L,
+            "ms": {key: round(v, 3) for key, v in ms.items()},
+            "ratio_to_torch": {k: round(v / base, 3) for k, v in ms.items() if k in ran},
+            "implementation": ran,
+        }
     for variant, kw in VARIANTS.items():
         for impl in ("auto", "fused", "reference"):
             lstm = unroll.LSTM(H, H, L, impl=impl, **kw)
@@ -236,6 +279,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="fast check: small shape, 1 warm-up, 3 repeats"
     )
+    parser.add_argument(
+        "--options",
+        action="store_true",
+        help="time issue 26's options (layer norm, recurrent dropout, zoneout, weight drop) "
+        "instead of the variants",
+    )
+    parser.add_argument(
+        "--impls",
+        default="auto,fused,reference",
+        help="with --options: the implementations to time (comma-separated)",
+    )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -258,9 +312,12 @@ def main(argv: list[str] | None = None) -> None:
         "metric": f"median ms ({args.clock} clock) of forward + backward of y.sum()",
         "shapes": {},
     }
+    impls = tuple(i for i in args.impls.split(",") if i)
     for s in shapes:
-        result["shapes"][s] = case(s, bench_shape, s, device, warmup, repeats, clock)
-    if device.type == "cuda":
+        result["shapes"][s] = case(
+            s, bench_shape, s, device, warmup, repeats, clock, args.options, impls
+        )
+    if device.type == "cuda" and not args.options:
         from unroll.nn.kernels import lstm_triton
 
         result["triton"] = {"shapes": {s: {} for s in shapes}}

@@ -1,7 +1,9 @@
 """Text corpora as id streams: tokenising, the vocabulary, and loading a corpus directory.
 
 A corpus is a directory with three splits, in the PTB layout (``ptb.train.txt``,
-``ptb.valid.txt``, ``ptb.test.txt``) or plainly ``train.txt``/``valid.txt``/``test.txt``.
+``ptb.valid.txt``, ``ptb.test.txt``), WikiText's (``wiki.train.tokens``, ``wiki.valid.tokens``,
+``wiki.test.tokens``: Merity et al. 2017's WikiText-2/103 as unpacked, already tokenised with
+``<unk>``) or plainly ``train.txt``/``valid.txt``/``test.txt``.
 Each split becomes one 1-D stream of token ids; `unroll.data.batching` lays it out for BPTT.
 
 Tokenising (`tokenize`), as TensorFlow's PTB reader does at word level:
@@ -247,7 +249,8 @@ class Corpus:
 
 def find_split_files(directory: str | os.PathLike) -> dict[str, Path]:
     """``{'train', 'valid', 'test'}`` -> file: ``ptb.{split}.txt`` if present, else
-    ``{split}.txt``. A missing directory or split file is a `UserError` naming what it expected.
+    ``wiki.{split}.tokens`` (WikiText), else ``{split}.txt``. A missing directory or split
+    file is a `UserError` naming what it expected.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -256,12 +259,12 @@ def find_split_files(directory: str | os.PathLike) -> dict[str, Path]:
     found: dict[str, Path] = {}
     missing: list[str] = []
     for split in SPLITS:
-        for name in (f"ptb.{split}.txt", f"{split}.txt"):
+        for name in (f"ptb.{split}.txt", f"wiki.{split}.tokens", f"{split}.txt"):
             if (directory / name).is_file():
                 found[split] = directory / name
                 break
         else:
-            missing.append(f"ptb.{split}.txt or {split}.txt")
+            missing.append(f"ptb.{split}.txt or {split}.txt (or wiki.{split}.tokens)")
     if missing:
         raise UserError(
             f"{directory}: missing {'; '.join(missing)} "

@@ -144,10 +144,18 @@ def loss_and_grads(
     """The part of a training step before the parameter update, shared by the plain step and
     the CUDA-graph step so that both compute the same thing: forward (under ``autocast()``),
     `lm_loss` in fp32, backward, gradients clipped to global norm `max_grad_norm` (no host
-    sync). Returns the detached loss (0-d) and the final state (not detached)."""
+    sync). A model that leaves a ``penalty`` (AWD-LSTM's AR/TAR) has it added to what is
+    differentiated; the loss returned (perplexity) is the cross-entropy alone. Returns the
+    detached loss (0-d) and the final state (not detached)."""
     with autocast():
         logits, state = model(x, state)  # [B, T, V]
     loss = lm_loss(logits, y)
-    loss.backward()
+    objective = loss
+    penalty = getattr(getattr(model, "module", model), "penalty", None)  # DDP: its module
+    if penalty is not None:
+        # AWD-LSTM's AR/TAR (unroll.models.awd) are defined against the mean per-token loss;
+        # lm_loss sums over the T steps, so they are scaled by T to keep their weight.
+        objective = loss + x.shape[1] * penalty
+    objective.backward()
     torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
     return loss.detach(), state

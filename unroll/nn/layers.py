@@ -86,7 +86,13 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from unroll.nn.cells.base import TorchTwin, check_cell_state, check_like, hx_or_state
 from unroll.nn.cells.gru import gru_step
-from unroll.nn.cells.lstm import lstm_step, variant_repr
+from unroll.nn.cells.lstm import (
+    check_probability,
+    check_zoneout,
+    input_projection,
+    lstm_step,
+    variant_repr,
+)
 from unroll.nn.cells.rnn import NONLINEARITIES, rnn_step
 from unroll.nn.kernels.lstm_fused import lstm_sequence, time_loops
 from unroll.nn.kernels.onnx_export import hidden_state_onnx, lstm_onnx
@@ -119,6 +125,7 @@ class _RNNBase(TorchTwin, nn.Module):
     _gates: int
     _has_cell_state = False
     mode: str
+    recurrent_dropout_mode = "gal"
 
     def __init__(
         self,
@@ -134,9 +141,15 @@ class _RNNBase(TorchTwin, nn.Module):
         dtype=None,
         *,
         impl: str = "auto",
+        weight_drop: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        zoneout: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         super().__init__()
         name = type(self).__name__
+        self.weight_drop = check_probability(name, "weight_drop", weight_drop)
+        self.recurrent_dropout = check_probability(name, "recurrent_dropout", recurrent_dropout)
+        self.zoneout = tuple(zoneout)  # (p_c, p_h), checked by the subclass
         for arg, value, least in (
             ("input_size", input_size, 1),
             ("hidden_size", hidden_size, 1),
@@ -226,11 +239,71 @@ class _RNNBase(TorchTwin, nn.Module):
             s += f", impl={self.impl!r}"
         return s
 
+    # --- regularisers: what is drawn once per forward (per sequence) ---------------------------
+    def _dropping(self) -> bool:
+        """True when a dropout mask (weight drop, recurrent dropout) is drawn: in training."""
+        return self.training and bool(self.weight_drop or self.recurrent_dropout)
+
+    def _plan(self, k: int, x: Tensor) -> dict:
+        """What layer/direction k uses for this forward over x (T, B, ·), drawn ONCE here (the
+        global RNG, as F.dropout: reproducible under torch.manual_seed and across a resume,
+        whose checkpoint holds the RNG state), in this order, per k:
+
+          w_hh     W_hh, DropConnect'ed in training (weight drop, Merity et al. 2018: one mask
+                   on the weight per forward, shared by the batch, inverted scaling)
+          mask_h   (B, R) Gal & Ghahramani 2016's mask on h_{t-1} (mode "gal"), or None
+          mask_g   (B, H) Semeniuta et al. 2016's mask on the cell update (mode "semeniuta")
+          keep_c, keep_h   zoneout's z (Krueger et al. 2017): (T, B, H) / (T, B, R) Bernoulli
+                   in training, the float p at eval, None when off
+        """
+        T, B = x.shape[0], x.shape[1]
+        w_hh = self._get("weight_hh", k)
+        if self.training and self.weight_drop:
+            w_hh = F.dropout(w_hh, self.weight_drop, training=True)
+        plan = {"w_hh": w_hh, "mask_h": None, "mask_g": None, "keep_c": None, "keep_h": None}
+        p = self.recurrent_dropout
+        if self.training and p:
+            key = "mask_g" if self.recurrent_dropout_mode == "semeniuta" else "mask_h"
+            size = self.hidden_size if key == "mask_g" else self._output_size
+            m = x.new_empty(B, size).bernoulli_(1 - p).div_(1 - p)  # inverted dropout
+            plan[key] = m
+        for key, prob, size in (
+            ("keep_c", self.zoneout[0], self.hidden_size),
+            ("keep_h", self.zoneout[1], self._output_size),
+        ):
+            if prob:
+                plan[key] = x.new_empty(T, B, size).bernoulli_(prob) if self.training else prob
+        return plan
+
+    def _call_flat_weights(self) -> list[Tensor]:
+        """`_flat_weights` for torch's kernel in this call: W_hh DropConnect'ed in training
+        with weight drop (drawn in `_plan`'s order, layer by layer, so the reference under the
+        same seed draws the same masks)."""
+        flat = self._flat_weights
+        if not (self.training and self.weight_drop):
+            return flat
+        names, p = self._flat_weights_names, self.weight_drop
+        return [
+            F.dropout(w, p, training=True) if n.startswith("weight_hh") else w
+            for n, w in zip(names, flat)
+        ]
+
     # --- the implementation switch ------------------------------------------------------------
     def _uses_torch_kernel(self) -> bool:
         """True when the math is exactly PyTorch's cell, so `torch._VF` can run it (and, in an
-        export, when torch's op has an exported form)."""
-        return True
+        export, when torch's op has an exported form). Weight drop is (torch's kernel runs the
+        dropped W_hh); recurrent dropout in training and zoneout are not."""
+        return not self._steps_differ()
+
+    def _steps_differ(self) -> bool:
+        """True when the regularisers change the step itself now: zoneout (training and its
+        eval form), recurrent dropout in training."""
+        return any(self.zoneout) or (self.training and bool(self.recurrent_dropout))
+
+    def _onnx_maps(self) -> bool:
+        """True when ONNX's LSTM/GRU/RNN node computes this layer (`kernels.onnx_export`): no
+        regulariser in effect (at eval dropouts vanish; zoneout's eval form does not)."""
+        return not (self._steps_differ() or self._dropping())
 
     @property
     def implementation(self) -> str:
@@ -246,19 +319,24 @@ class _RNNBase(TorchTwin, nn.Module):
         reference loop.
         """
         if exporting():
-            if exporting_to_onnx():
+            if exporting_to_onnx() and self._onnx_maps():
                 return "onnx"
             return "torch" if self._uses_torch_kernel() else "reference"
         if self.impl == "reference":
             return "reference"
         fused = self._has_fused_kernel()
-        if self.impl == "fused" and fused:
+        if (self.impl == "fused" or self._prefers_fused()) and fused:
             return "fused"
         if self._uses_torch_kernel():
             return "torch"
         return "fused" if fused else "reference"
 
     def _has_fused_kernel(self) -> bool:
+        return False
+
+    def _prefers_fused(self) -> bool:
+        """Hook: True where auto should take the fused kernel over torch's although torch's
+        computes the same (LSTM: weight drop in training)."""
         return False
 
     def _prepare_kernels(self) -> None:
@@ -589,11 +667,11 @@ class _RNNBase(TorchTwin, nn.Module):
 
     def _reference_direction(self, x, state, k, valid, lengths):
         """One layer/direction by the reference loop; returns y (T, B, R) and the final state."""
-        w_ih, _, b_ih, _ = self._weights(k)
-        x_proj = F.linear(x, w_ih, b_ih)  # (T, B, G·H): the input projection as one GEMM
+        plan = self._plan(k, x)
+        x_proj = self._input_projection(x, k)  # (T, B, G·H): for all steps as one GEMM
         ys = []
         for t in range(x.shape[0]):
-            new = self._step(x_proj[t], state, k)
+            new = self._step(x_proj[t], state, k, plan, t)
             if valid is None:
                 state = new
                 ys.append(new[0])
@@ -603,7 +681,14 @@ class _RNNBase(TorchTwin, nn.Module):
                 ys.append(torch.where(m, new[0], new[0].new_zeros(())))
         return torch.stack(ys), state
 
-    def _step(self, x_proj: Tensor, state: tuple[Tensor, ...], k: int) -> tuple[Tensor, ...]:
+    def _input_projection(self, x: Tensor, k: int) -> Tensor:
+        w_ih, _, b_ih, _ = self._weights(k)
+        return F.linear(x, w_ih, b_ih)
+
+    def _step(
+        self, x_proj: Tensor, state: tuple[Tensor, ...], k: int, plan: dict, t: int
+    ) -> tuple[Tensor, ...]:
+        """One step of layer/direction k at time t, with `_plan`'s weights and masks."""
         raise NotImplementedError
 
     def _fused_direction(self, x, state, k, valid, lengths):
@@ -613,6 +698,11 @@ class _RNNBase(TorchTwin, nn.Module):
         """One layer/direction as one ONNX node (`kernels.onnx_export`): y (T, B, R) and the
         final state."""
         raise NotImplementedError
+
+
+def _at(keep: Tensor | float | None, t: int) -> Tensor | float | None:
+    """Zoneout's z at step t: a (T, B, ·) tensor's row t, or the eval-time float p as is."""
+    return keep[t] if isinstance(keep, Tensor) else keep
 
 
 def _zero_padding(y: Tensor, valid: Tensor | None) -> Tensor:
@@ -678,6 +768,24 @@ class LSTM(_RNNBase):
             bias; the fused kernel for peephole/coupled), "fused" (the hand-written kernel
             `unroll.nn.kernels.lstm_fused`, every variant) or "reference" (the loop over
             `unroll.nn.cells.lstm_step`). All three give the same numbers to rounding.
+    Regularisers and normalisation (keyword-only; equations and citations in
+    `unroll.nn.cells.lstm`; every mask drawn once per forward from the global RNG, `_plan`):
+        layer_norm: LN on W_ih·x and W_hh·h separately (4H each) and on c_t before the output
+            tanh (Ba et al. 2016); parameters ``weight_ln_ih``/``weight_ln_hh`` (4H,),
+            ``weight_ln_c``/``bias_ln_c`` (H,) per layer/direction.
+        recurrent_dropout: p of the recurrent dropout, in training; recurrent_dropout_mode
+            "gal" (Gal & Ghahramani 2016: one mask per sequence on h_{t-1} entering the gates)
+            or "semeniuta" (Semeniuta et al. 2016: one mask per sequence on the cell update g).
+        zoneout: (p_c, p_h), or one p for both (Krueger et al. 2017): per step and unit, keep
+            the previous c / h with that probability in training; at eval the expectation
+            (c_t = p_c c_{t-1} + (1 − p_c) c̃_t, likewise h), as the paper.
+        weight_drop: DropConnect on W_hh, one mask per forward (Merity et al. 2018), training.
+    What runs (``implementation``): weight drop on every implementation (auto takes the
+    fused kernel for it in training; torch's kernel, with a projection, takes the dropped
+    W_hh); recurrent dropout and zoneout on the fused kernel (masks as its inputs) and the
+    reference; layer_norm on the reference only (auto and fused fall back to it, and
+    ``implementation`` says "reference"), as do the other options with proj_size.
+    Refused: layer_norm with coupled (the unused input-gate rows would enter LN's statistics).
     """
 
     _gates = 4
@@ -701,9 +809,26 @@ class LSTM(_RNNBase):
         peephole: bool = False,
         coupled: bool = False,
         impl: str = "auto",
+        layer_norm: bool = False,
+        recurrent_dropout: float = 0.0,
+        recurrent_dropout_mode: str = "gal",
+        zoneout: float | tuple[float, float] = 0.0,
+        weight_drop: float = 0.0,
     ) -> None:
         self.forget_bias = float(forget_bias)
         self.peephole, self.coupled = bool(peephole), bool(coupled)
+        self.layer_norm = bool(layer_norm)
+        if self.layer_norm and self.coupled:
+            raise ValueError(
+                "LSTM: layer_norm=True with coupled=True is not supported (the unused input-gate "
+                "rows would enter layer norm's mean and variance)"
+            )
+        if recurrent_dropout_mode not in ("gal", "semeniuta"):
+            raise ValueError(
+                "LSTM: expected recurrent_dropout_mode 'gal' or 'semeniuta', "
+                f"got {recurrent_dropout_mode!r}"
+            )
+        self.recurrent_dropout_mode = recurrent_dropout_mode
         super().__init__(
             input_size,
             hidden_size,
@@ -716,6 +841,9 @@ class LSTM(_RNNBase):
             device,
             dtype,
             impl=impl,
+            weight_drop=weight_drop,
+            recurrent_dropout=recurrent_dropout,
+            zoneout=check_zoneout("LSTM", zoneout),
         )
         # forget_bias on the f rows, folded into the bias at call time (a buffer so it follows
         # .to(); not persistent, so the state_dict stays nn.LSTM's).
@@ -736,21 +864,53 @@ class LSTM(_RNNBase):
                 else ("weight_ci", "weight_cf", "weight_co")
             )
             shapes.update({n: (H,) for n in names})
+        if self.layer_norm:
+            shapes.update(weight_ln_ih=(4 * H,), weight_ln_hh=(4 * H,))
+            shapes.update(weight_ln_c=(H,), bias_ln_c=(H,))
         return shapes
 
+    def reset_parameters(self) -> None:
+        """Uniform(-1/√H, 1/√H) as torch.nn.LSTM; layer norm's gains 1 and shift 0."""
+        super().reset_parameters()
+        for name, p in self.named_parameters():
+            if name.startswith(("weight_ln_", "bias_ln_")):
+                nn.init.constant_(p, 1.0 if name.startswith("weight") else 0.0)
+
+    def _options(self) -> dict:
+        """The regulariser/normalisation options that are set, by name (for repr)."""
+        opts = {"layer_norm": self.layer_norm, "recurrent_dropout": self.recurrent_dropout}
+        if self.recurrent_dropout and self.recurrent_dropout_mode != "gal":
+            opts["recurrent_dropout_mode"] = self.recurrent_dropout_mode
+        opts["zoneout"] = self.zoneout if any(self.zoneout) else 0
+        opts["weight_drop"] = self.weight_drop
+        return opts
+
     def extra_repr(self) -> str:
-        return super().extra_repr() + variant_repr(self.forget_bias, self.peephole, self.coupled)
+        return super().extra_repr() + variant_repr(
+            self.forget_bias, self.peephole, self.coupled, **self._options()
+        )
 
     def _uses_torch_kernel(self) -> bool:
-        return not (self.peephole or self.coupled)
+        variant = self.peephole or self.coupled or self.layer_norm
+        return not variant and super()._uses_torch_kernel()
+
+    def _onnx_maps(self) -> bool:
+        return not self.layer_norm and super()._onnx_maps()
 
     def _why_not_torch(self) -> str | None:
-        variant = variant_repr(self.forget_bias, self.peephole, self.coupled)
+        variant = variant_repr(self.forget_bias, self.peephole, self.coupled, **self._options())
         return f"an LSTM variant: {variant.lstrip(', ')}" if variant else super()._why_not_torch()
+
+    def _prefers_fused(self) -> bool:
+        # Weight drop hands torch's kernel a new W_hh every call, which oneDNN (and cuDNN)
+        # re-lays out each time: measured 1.2-1.7x nn.LSTM on CPU vs 1.1-1.4x for the fused
+        # kernel (BENCHMARKS.md, issue 26).
+        return self.training and bool(self.weight_drop)
 
     def _has_fused_kernel(self) -> bool:
         # The kernel's time loops recur on o ⊙ tanh(c) itself; a projection would need others.
-        return not self.proj_size
+        # Layer norm is not in its loops (it runs on the reference).
+        return not (self.proj_size or self.layer_norm)
 
     def _prepare_kernels(self) -> None:
         # The compiled CPU loops are built (or loaded from the cache) here, eagerly: built on
@@ -766,12 +926,14 @@ class LSTM(_RNNBase):
     def _torch_call(self, x, batch_sizes, hx, batch_first):
         if _autocast_to_half(x):
             return self._torch_call_outside_autocast(x, batch_sizes, hx, batch_first)
-        flat, has_bias = self._flat_weights, self.bias
+        flat, has_bias = self._call_flat_weights(), self.bias  # W_hh weight-dropped in training
         if self.forget_bias:  # fold the constant into bias_ih of every layer/direction
             fb, folded = self._forget_bias_rows, []
+            per_k = len(flat) // (self.num_layers * self.num_directions)
             for k in range(self.num_layers * self.num_directions):
-                w_ih, w_hh, b_ih, b_hh = self._weights(k)
+                w_ih, w_hh = flat[k * per_k], flat[k * per_k + 1]
                 if self.bias:
+                    b_ih, b_hh = flat[k * per_k + 2], flat[k * per_k + 3]
                     folded += [w_ih, w_hh, b_ih + fb, b_hh]
                 else:
                     folded += [w_ih, w_hh, fb, torch.zeros_like(fb)]
@@ -799,22 +961,43 @@ class LSTM(_RNNBase):
                 return _vf_lstm(*args)
         return _vf_lstm(*args)
 
-    def _step(self, x_proj, state, k):
-        _, w_hh, _, b_hh = self._weights(k)
+    def _input_projection(self, x, k):
+        w_ih, _, b_ih, _ = self._weights(k)
+        return input_projection(x, w_ih, b_ih, self._get("weight_ln_ih", k))
+
+    def _step(self, x_proj, state, k, plan, t):
+        ln_c = None
+        if self.layer_norm:
+            ln_c = (self._get("weight_ln_c", k), self._get("bias_ln_c", k))
         return lstm_step(
             x_proj,
             state[0],
             state[1],
-            w_hh,
-            b_hh,
+            plan["w_hh"],
+            self._get("bias_hh", k),
             *self._peepholes(k),
             self.forget_bias,
             self.coupled,
             self._get("weight_hr", k),
+            ln_hh=self._get("weight_ln_hh", k),
+            ln_c=ln_c,
+            mask_h=plan["mask_h"],
+            mask_g=plan["mask_g"],
+            keep_c=_at(plan["keep_c"], t),
+            keep_h=_at(plan["keep_h"], t),
         )
 
     def _fused_direction(self, x, state, k, valid, lengths):
-        w_ih, w_hh, b_ih, b_hh = self._weights(k)
+        plan = self._plan(k, x)
+        w_ih, _, b_ih, b_hh = self._weights(k)
+        w_hh = plan["w_hh"]
+        keep_c = keep_h = None
+        if any(self.zoneout):  # the kernel takes z as (T, B, H) tensors: p at eval, 0 if off
+            T, B, H = x.shape[0], x.shape[1], self.hidden_size
+            keep_c, keep_h = (
+                k if isinstance(k, Tensor) else x.new_full((T, B, H), float(k or 0.0))
+                for k in (plan["keep_c"], plan["keep_h"])
+            )
         y, h, c = lstm_sequence(
             x,
             state[0],
@@ -827,6 +1010,10 @@ class LSTM(_RNNBase):
             forget_bias=self.forget_bias,
             coupled=self.coupled,
             lengths=lengths,
+            mask_h=plan["mask_h"],
+            mask_g=plan["mask_g"],
+            keep_c=keep_c,
+            keep_h=keep_h,
         )
         return y, (h, c)
 
@@ -893,7 +1080,7 @@ class _HiddenStateRNN(_RNNBase):
             x,
             batch_sizes,
             hx[0],
-            self._flat_weights,
+            self._call_flat_weights(),
             self.bias,
             self.num_layers,
             self.dropout,
@@ -931,7 +1118,14 @@ class GRU(_HiddenStateRNN):
         dtype=None,
         *,
         impl: str = "auto",
+        recurrent_dropout: float = 0.0,
+        zoneout: float = 0.0,
+        weight_drop: float = 0.0,
     ) -> None:
+        if isinstance(zoneout, (tuple, list)):
+            raise ValueError(
+                f"GRU: expected zoneout as one p (the GRU has no cell state), got {zoneout!r}"
+            )
         super().__init__(
             input_size,
             hidden_size,
@@ -944,15 +1138,32 @@ class GRU(_HiddenStateRNN):
             device,
             dtype,
             impl=impl,
+            weight_drop=weight_drop,
+            recurrent_dropout=recurrent_dropout,
+            zoneout=(0.0, check_probability("GRU", "zoneout", zoneout)),
         )
         self.reset_parameters()
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        for name in ("recurrent_dropout", "weight_drop"):
+            s += f", {name}={getattr(self, name)}" if getattr(self, name) else ""
+        return s + (f", zoneout={self.zoneout[1]}" if self.zoneout[1] else "")
+
+    def _why_not_torch(self) -> str | None:
+        if self.recurrent_dropout or self.weight_drop or self.zoneout[1]:
+            return "recurrent_dropout, zoneout or weight_drop: torch.nn.GRU has none"
+        return super()._why_not_torch()
 
     def _vf(self):
         return torch._VF.gru
 
-    def _step(self, x_proj, state, k):
-        _, w_hh, _, b_hh = self._weights(k)
-        return (gru_step(x_proj, state[0], w_hh, b_hh),)
+    def _step(self, x_proj, state, k, plan, t):
+        b_hh = self._get("bias_hh", k)
+        keep_h = _at(plan["keep_h"], t)
+        return (
+            gru_step(x_proj, state[0], plan["w_hh"], b_hh, mask_h=plan["mask_h"], keep_h=keep_h),
+        )
 
 
 class RNN(_HiddenStateRNN):
@@ -1011,6 +1222,6 @@ class RNN(_HiddenStateRNN):
     def _vf(self):
         return torch._VF.rnn_tanh if self.nonlinearity == "tanh" else torch._VF.rnn_relu
 
-    def _step(self, x_proj, state, k):
-        _, w_hh, _, b_hh = self._weights(k)
-        return (rnn_step(x_proj, state[0], w_hh, b_hh, self.nonlinearity),)
+    def _step(self, x_proj, state, k, plan, t):
+        b_hh = self._get("bias_hh", k)
+        return (rnn_step(x_proj, state[0], plan["w_hh"], b_hh, self.nonlinearity),)

@@ -6,6 +6,13 @@
     h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t-1}
 
 Weights stack the gates in PyTorch's order r, z, n: `weight_ih: (3H, C)`, `weight_hh: (3H, H)`.
+
+Regularisers (options of `unroll.GRU`, which draws the masks once per sequence):
+  mask_h (recurrent dropout, Gal & Ghahramani 2016, their GRU, §4): one mask per sequence on
+      h_{t-1} where it enters the gates, W_h·(m_h ⊙ h_{t-1}) for r, z and n; the carried
+      z_t ⊙ h_{t-1} is not dropped.
+  keep_h (zoneout, Krueger et al. 2017): h_t = z_t ⊙ h_{t-1} + (1 − z_t) ⊙ h̃_t, z ~ Bernoulli(p_h)
+      per step and unit in training, z = p_h (the expectation) at eval.
 """
 
 from __future__ import annotations
@@ -17,14 +24,27 @@ from torch import Tensor, nn
 from unroll.nn.cells.base import CellBase, check_cell_input, check_cell_state, hx_or_state
 
 
-def gru_step(x_proj: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor | None) -> Tensor:
-    """One GRU step from the projected input ``x_proj = W_ih·x_t + b_ih`` (B, 3H)."""
+def gru_step(
+    x_proj: Tensor,
+    h: Tensor,
+    weight_hh: Tensor,
+    bias_hh: Tensor | None,
+    *,
+    mask_h: Tensor | None = None,
+    keep_h: Tensor | float | None = None,
+) -> Tensor:
+    """One GRU step from the projected input ``x_proj = W_ih·x_t + b_ih`` (B, 3H); mask_h
+    (B, H) Gal's dropout mask, keep_h zoneout's z (module docstring), None = off."""
     xr, xz, xn = x_proj.chunk(3, 1)
-    hr, hz, hn = F.linear(h, weight_hh, bias_hh).chunk(3, 1)
+    h_in = h if mask_h is None else h * mask_h  # Gal & Ghahramani 2016
+    hr, hz, hn = F.linear(h_in, weight_hh, bias_hh).chunk(3, 1)
     r = torch.sigmoid(xr + hr)
     z = torch.sigmoid(xz + hz)
     n = torch.tanh(xn + r * hn)
-    return (1 - z) * n + z * h
+    h_new = (1 - z) * n + z * h
+    if keep_h is not None:  # zoneout (Krueger et al. 2017)
+        h_new = keep_h * h + (1 - keep_h) * h_new
+    return h_new
 
 
 class GRUCell(CellBase):

@@ -13,6 +13,9 @@
 //   Cs  (T, B, H)  c_t      TC (T, B, H) tanh(c_t)      Y (T, B, H) h_t
 //   dG  (T, B, G)  gradients of the gate pre-activations
 // Peepholes: peep_in (nb − 2, H) = rows (ci, cf), or (cf) when coupled; peep_o (H).
+// Recurrent dropout masks (B, H), drawn once per sequence by the layer: mask_h (Gal &
+// Ghahramani 2016) multiplies h_{t-1} where it enters the gates, W_hh·(m_h ⊙ h_{t-1});
+// mask_g (Semeniuta et al. 2016) the cell update, c_t = f c_{t-1} + i (m_g ⊙ g). A keeps g.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -75,27 +78,56 @@ struct Peepholes {
   }
 };
 
-// pick(peephole, coupled) with both as compile-time constants: the four step instantiations.
+// f(std::true_type{}) or f(std::false_type{}): a runtime flag as a compile-time constant.
+template <typename F>
+auto with_flag(bool b, F f) {
+  return b ? f(std::true_type{}) : f(std::false_type{});
+}
+
+// pick(peephole, coupled, drop_g, zone) as compile-time constants: 16 step instantiations.
 template <typename Pick>
-auto by_variant(bool peephole, bool coupled, Pick pick) {
-  using yes = std::true_type;
-  using no = std::false_type;
-  return peephole ? (coupled ? pick(yes{}, yes{}) : pick(yes{}, no{}))
-                  : (coupled ? pick(no{}, yes{}) : pick(no{}, no{}));
+auto by_variant(bool peephole, bool coupled, bool drop_g, bool zone, Pick pick) {
+  return with_flag(peephole, [&](auto p) {
+    return with_flag(coupled, [&](auto c) {
+      return with_flag(drop_g, [&](auto d) {
+        return with_flag(zone, [&](auto z) { return pick(p, c, d, z); });
+      });
+    });
+  });
 }
 
 // Batch rows per thread: a step's gate math runs on one thread unless it has more than ~32k
 // units (B·H), where splitting it over threads pays for their start (PTB Small/Medium: one).
 inline int64_t rows_per_task(int64_t H) { return std::max<int64_t>(1, 32768 / H); }
 
+// What a step reads besides the gates, as (B, H) row-major arrays or (H) vectors; nullptr where
+// the option is off. pi, pf, po: peepholes; mg: Semeniuta's mask; zc, zh: this step's zoneout
+// z (1 = keep the previous value); hp: h_{t-1} (zoneout's h mixes it in); carry (backward,
+// zoneout): in, the part of dL/dh_t that came through h_{t+1} = z ⊙ h_t + …; out, z_t ⊙ dL/dh_t.
+template <typename T>
+struct StepExtras {
+  const T *pi = nullptr, *pf = nullptr, *po = nullptr, *mg = nullptr;
+  const T *zc = nullptr, *zh = nullptr, *hp = nullptr;
+  T* carry = nullptr;
+};
+
+template <typename T>
+const T* row_of(const T* p, int64_t b, int64_t H) {
+  return p ? p + b * H : nullptr;
+}
+
 // The gate math of one batch row over its H units. Each array is its own parameter so that
 // `__restrict` lets the compiler vectorize the loop; restrict is lost (and the loop stays
 // scalar, ~10x slower) on local pointers and when the function is inlined, hence noinline.
-template <typename T, bool PEEP, bool COUPLED>
+// Zoneout (ZONE, Krueger et al. 2017): c̃, h̃ are the plain update (o's peephole sees c̃);
+// c_t = zc c_{t-1} + (1 − zc) c̃, h_t = zh h_{t-1} + (1 − zh) h̃; TC holds tanh(c̃).
+template <typename T, bool PEEP, bool COUPLED, bool DROP_G, bool ZONE>
 __attribute__((noinline)) void forward_row(T* __restrict ai, T* __restrict af, T* __restrict ag, T* __restrict ao,
                         const T* __restrict cp, T* __restrict c, T* __restrict tc,
                         T* __restrict h, const T* __restrict pi, const T* __restrict pf,
-                        const T* __restrict po, int64_t H) {
+                        const T* __restrict po, const T* __restrict mg,
+                        const T* __restrict zc, const T* __restrict zh,
+                        const T* __restrict hp, int64_t H) {
 #pragma omp simd  // with -fopenmp-simd; no OpenMP runtime involved
   for (int64_t j = 0; j < H; ++j) {
     const T cprev = cp[j];
@@ -108,61 +140,81 @@ __attribute__((noinline)) void forward_row(T* __restrict ai, T* __restrict af, T
     const T f = sigmoid(f_pre);
     const T i = COUPLED ? T(1) - f : sigmoid(i_pre);  // coupled: i = 1 − f
     const T g = tanh_(ag[j]);
-    const T cn = f * cprev + i * g;
+    const T cn = f * cprev + i * (DROP_G ? mg[j] * g : g);  // Semeniuta: m_g ⊙ g
     T o_pre = ao[j];
-    if (PEEP) o_pre += po[j] * cn;  // o sees c_t
+    if (PEEP) o_pre += po[j] * cn;  // o sees c_t (c̃ with zoneout)
     const T o = sigmoid(o_pre);
     const T tcn = tanh_(cn);
     if (!COUPLED) ai[j] = i;
     af[j] = f;
     ag[j] = g;
     ao[j] = o;
-    c[j] = cn;
     tc[j] = tcn;
-    h[j] = o * tcn;
+    if (ZONE) {
+      c[j] = zc[j] * cprev + (T(1) - zc[j]) * cn;
+      h[j] = zh[j] * hp[j] + (T(1) - zh[j]) * (o * tcn);
+    } else {
+      c[j] = cn;
+      h[j] = o * tcn;
+    }
   }
 }
 
 // One step, all gates: a (B, G) pre-activations -> activations; c_{t-1} -> c_t, tanh c_t, h_t.
-template <typename T, bool PEEP, bool COUPLED>
-void forward_step(T* a, const T* c_prev, T* c, T* tc, T* h, const T* pi, const T* pf,
-                  const T* po, int64_t B, int64_t H) {
+template <typename T, bool PEEP, bool COUPLED, bool DROP_G, bool ZONE>
+void forward_step(T* a, const T* c_prev, T* c, T* tc, T* h, const StepExtras<T>& e, int64_t B,
+                  int64_t H) {
   constexpr int64_t nb = COUPLED ? 3 : 4;
   at::parallel_for(0, B, rows_per_task(H), [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       T* row = a + b * nb * H;
       T* af = COUPLED ? row : row + H;
-      forward_row<T, PEEP, COUPLED>(COUPLED ? nullptr : row, af, af + H, af + 2 * H,
-                                    c_prev + b * H, c + b * H, tc + b * H, h + b * H, pi, pf,
-                                    po, H);
+      forward_row<T, PEEP, COUPLED, DROP_G, ZONE>(
+          COUPLED ? nullptr : row, af, af + H, af + 2 * H, c_prev + b * H, c + b * H, tc + b * H,
+          h + b * H, e.pi, e.pf, e.po, row_of(e.mg, b, H), row_of(e.zc, b, H),
+          row_of(e.zh, b, H), row_of(e.hp, b, H), H);
     }
   });
 }
 
-template <typename T, bool PEEP, bool COUPLED>
+template <typename T, bool PEEP, bool COUPLED, bool DROP_G, bool ZONE>
 __attribute__((noinline)) void backward_row(const T* __restrict ai, const T* __restrict af, const T* __restrict ag,
                          const T* __restrict ao, const T* __restrict cp,
                          const T* __restrict tc, const T* __restrict dh, T* __restrict dc,
                          T* __restrict dgi, T* __restrict dgf, T* __restrict dgg,
                          T* __restrict dgo, const T* __restrict pi, const T* __restrict pf,
-                         const T* __restrict po, int64_t H) {
+                         const T* __restrict po, const T* __restrict mg,
+                         const T* __restrict zc, const T* __restrict zh,
+                         T* __restrict carry, int64_t H) {
 #pragma omp simd  // with -fopenmp-simd; no OpenMP runtime involved
   for (int64_t j = 0; j < H; ++j) {
-    const T o = ao[j], tcv = tc[j], dhv = dh[j];
+    const T o = ao[j], tcv = tc[j];
+    T dhv = dh[j];
+    T dc_keep = T(0);  // zoneout: the part of dL/dc_t that goes straight to c_{t-1}
+    T dcv = dc[j];
+    if (ZONE) {
+      dhv += carry[j];  // through h_{t+1}'s kept units
+      carry[j] = zh[j] * dhv;
+      dhv *= T(1) - zh[j];  // dL/dh̃_t
+      dc_keep = zc[j] * dcv;
+      dcv *= T(1) - zc[j];  // dL/dc̃_t from later steps
+    }
     const T d_o = dhv * tcv * o * (T(1) - o);  // through h = o · tanh(c)
-    T dcv = dc[j] + dhv * o * (T(1) - tcv * tcv);
+    dcv += dhv * o * (T(1) - tcv * tcv);
     if (PEEP) dcv += d_o * po[j];
     const T f = af[j], g = ag[j], cprev = cp[j];
-    const T d_f = COUPLED ? dcv * (cprev - g) * f * (T(1) - f)  // c = g + f (c_{t-1} − g)
+    const T m = DROP_G ? mg[j] : T(1);  // Semeniuta: c sees m_g ⊙ g
+    const T gm = DROP_G ? m * g : g;
+    const T d_f = COUPLED ? dcv * (cprev - gm) * f * (T(1) - f)  // c = gm + f (c_{t-1} − gm)
                           : dcv * cprev * f * (T(1) - f);
-    T dcp = dcv * f;
+    T dcp = dcv * f + dc_keep;
     if (COUPLED) {
-      dgg[j] = dcv * (T(1) - f) * (T(1) - g * g);
+      dgg[j] = dcv * (T(1) - f) * m * (T(1) - g * g);
     } else {
       const T i = ai[j];
-      const T d_i = dcv * g * i * (T(1) - i);
+      const T d_i = dcv * gm * i * (T(1) - i);
       dgi[j] = d_i;
-      dgg[j] = dcv * i * (T(1) - g * g);
+      dgg[j] = dcv * i * m * (T(1) - g * g);
       if (PEEP) dcp += d_i * pi[j];
     }
     if (PEEP) dcp += d_f * pf[j];
@@ -174,9 +226,9 @@ __attribute__((noinline)) void backward_row(const T* __restrict ai, const T* __r
 
 // One step back: dh (B, H) = dL/dh_t, dc (B, H) in: dL/dc_t from later steps, out: dL/dc_{t-1};
 // writes dg (B, G), the gradients of this step's gate pre-activations.
-template <typename T, bool PEEP, bool COUPLED>
+template <typename T, bool PEEP, bool COUPLED, bool DROP_G, bool ZONE>
 void backward_step(const T* a, const T* c_prev, const T* tc, const T* dh, T* dc, T* dg,
-                   const T* pi, const T* pf, const T* po, int64_t B, int64_t H) {
+                   const StepExtras<T>& e, int64_t B, int64_t H) {
   constexpr int64_t nb = COUPLED ? 3 : 4;
   at::parallel_for(0, B, rows_per_task(H), [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
@@ -184,10 +236,11 @@ void backward_step(const T* a, const T* c_prev, const T* tc, const T* dh, T* dc,
       const T* af = COUPLED ? row : row + H;
       T* drow = dg + b * nb * H;
       T* dgf = COUPLED ? drow : drow + H;
-      backward_row<T, PEEP, COUPLED>(COUPLED ? nullptr : row, af, af + H, af + 2 * H,
-                                     c_prev + b * H, tc + b * H, dh + b * H, dc + b * H,
-                                     COUPLED ? nullptr : drow, dgf, dgf + H, dgf + 2 * H, pi,
-                                     pf, po, H);
+      backward_row<T, PEEP, COUPLED, DROP_G, ZONE>(
+          COUPLED ? nullptr : row, af, af + H, af + 2 * H, c_prev + b * H, tc + b * H,
+          dh + b * H, dc + b * H, COUPLED ? nullptr : drow, dgf, dgf + H, dgf + 2 * H, e.pi, e.pf,
+          e.po, row_of(e.mg, b, H), row_of(e.zc, b, H), row_of(e.zh, b, H),
+          e.carry ? e.carry + b * H : nullptr, H);
     }
   });
 }
@@ -258,7 +311,10 @@ void lstm_forward(at::Tensor A, const at::Tensor& h0, const at::Tensor& c0,
                   const at::Tensor& w_hh, const c10::optional<at::Tensor>& w_packed,
                   const c10::optional<at::Tensor>& peep_in,
                   const c10::optional<at::Tensor>& peep_o, at::Tensor Cs, at::Tensor TC,
-                  at::Tensor Y, bool recurrent) {
+                  at::Tensor Y, bool recurrent, const c10::optional<at::Tensor>& mask_h,
+                  const c10::optional<at::Tensor>& mask_g,
+                  const c10::optional<at::Tensor>& keep_c,
+                  const c10::optional<at::Tensor>& keep_h) {
   const int64_t steps = A.size(0), B = A.size(1), G = A.size(2), H = h0.size(1);
   const bool coupled = G == 3 * H;
   TORCH_CHECK(coupled || G == 4 * H, "lstm_cpu: A must have 3H or 4H gate columns");
@@ -267,27 +323,46 @@ void lstm_forward(at::Tensor A, const at::Tensor& h0, const at::Tensor& c0,
     check(t, name, A);
   TORCH_CHECK(peep_in.has_value() == peep_o.has_value(), "lstm_cpu: peep_in without peep_o");
   if (peep_in) check(*peep_in, "peep_in", A), check(*peep_o, "peep_o", A);
+  if (mask_h) check(*mask_h, "mask_h", A);
+  if (mask_g) check(*mask_g, "mask_g", A);
+  TORCH_CHECK(keep_c.has_value() == keep_h.has_value(), "lstm_cpu: keep_c without keep_h");
+  if (keep_c) check(*keep_c, "keep_c", A), check(*keep_h, "keep_h", A);
   const auto w_t = w_hh.t();
+  at::Tensor h_in = mask_h ? at::empty_like(h0) : at::Tensor();  // m_h ⊙ h_{t-1}
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_forward", [&] {
     using T = scalar_t;
     const Peepholes<T> p(peep_in, peep_o, coupled);
-    const auto step = by_variant(peep_in.has_value(), coupled, [](auto peep, auto cpl) {
-      return &forward_step<T, decltype(peep)::value, decltype(cpl)::value>;
-    });
+    StepExtras<T> e;
+    e.pi = p.i, e.pf = p.f, e.po = p.o;
+    e.mg = mask_g ? mask_g->data_ptr<T>() : nullptr;
+    const T* zc = keep_c ? keep_c->data_ptr<T>() : nullptr;
+    const T* zh = keep_h ? keep_h->data_ptr<T>() : nullptr;
+    const auto step = by_variant(
+        peep_in.has_value(), coupled, mask_g.has_value(), keep_c.has_value(),
+        [](auto peep, auto cpl, auto drop, auto zone) {
+          return &forward_step<T, decltype(peep)::value, decltype(cpl)::value,
+                               decltype(drop)::value, decltype(zone)::value>;
+        });
     // Per-step tensors (for the GEMMs) made once; the gate math gets raw pointers.
     const std::vector<at::Tensor> a_t = A.unbind(0), y_t = Y.unbind(0);  // (B, G), (B, H)
     T* a = A.data_ptr<T>();
     T *c = Cs.data_ptr<T>(), *tc = TC.data_ptr<T>(), *y = Y.data_ptr<T>();
     const int64_t BG = B * G, BH = B * H;
     for (int64_t t = 0; t < steps; ++t) {
-      const at::Tensor& h = t == 0 ? h0 : y_t[t - 1];
+      const at::Tensor& h_prev = t == 0 ? h0 : y_t[t - 1];
+      if (recurrent && mask_h) at::mul_out(h_in, h_prev, *mask_h);  // Gal
+      const at::Tensor& h = mask_h ? h_in : h_prev;
       if (recurrent && w_packed) {  // a_t += h_{t-1} · W_hhᵀ
         a_t[t].add_(packed_linear(h, *w_packed));
       } else if (recurrent) {
         a_t[t].addmm_(h, w_t);
       }
       const T* c_prev = t == 0 ? c0.data_ptr<T>() : c + (t - 1) * BH;
-      step(a + t * BG, c_prev, c + t * BH, tc + t * BH, y + t * BH, p.i, p.f, p.o, B, H);
+      if (zc) {  // zoneout: this step's z, and h_{t-1} to mix in
+        e.zc = zc + t * BH, e.zh = zh + t * BH;
+        e.hp = t == 0 ? h0.data_ptr<T>() : y + (t - 1) * BH;
+      }
+      step(a + t * BG, c_prev, c + t * BH, tc + t * BH, y + t * BH, e, B, H);
     }
   });
 }
@@ -295,13 +370,19 @@ void lstm_forward(at::Tensor A, const at::Tensor& h0, const at::Tensor& c0,
 // dY (T, B, H): dL/dh_t from above, with dh_n already added at each sequence's last step;
 // dCx (T, B, H) or None: dc_n placed at each sequence's last step (variable lengths);
 // dc (B, H) in: dc_n (zeros with dCx), out: dL/dc_0. Writes dG. recurrent: as in lstm_forward.
+// Zoneout: keep_c, keep_h (T, B, H) as in the forward; carry (B, H) in: zeros, out: the part of
+// dL/dh_0 that came through h_1 = z ⊙ h_0 + … (the caller adds it to dh_0).
 void lstm_backward(const at::Tensor& A, const at::Tensor& Cs, const at::Tensor& TC,
                    const at::Tensor& c0, const at::Tensor& w_hh,
                    const c10::optional<at::Tensor>& w_t_packed,
                    const c10::optional<at::Tensor>& peep_in,
                    const c10::optional<at::Tensor>& peep_o, const at::Tensor& dY,
                    const c10::optional<at::Tensor>& dCx, at::Tensor dc, at::Tensor dG,
-                   bool recurrent) {
+                   bool recurrent, const c10::optional<at::Tensor>& mask_h,
+                   const c10::optional<at::Tensor>& mask_g,
+                   const c10::optional<at::Tensor>& keep_c,
+                   const c10::optional<at::Tensor>& keep_h,
+                   const c10::optional<at::Tensor>& carry) {
   const int64_t steps = A.size(0), B = A.size(1), G = A.size(2), H = c0.size(1);
   const bool coupled = G == 3 * H;
   TORCH_CHECK(coupled || G == 4 * H, "lstm_cpu: A must have 3H or 4H gate columns");
@@ -311,13 +392,28 @@ void lstm_backward(const at::Tensor& A, const at::Tensor& Cs, const at::Tensor& 
   TORCH_CHECK(peep_in.has_value() == peep_o.has_value(), "lstm_cpu: peep_in without peep_o");
   if (peep_in) check(*peep_in, "peep_in", A), check(*peep_o, "peep_o", A);
   if (dCx) check(*dCx, "dCx", A);
+  if (mask_h) check(*mask_h, "mask_h", A);
+  if (mask_g) check(*mask_g, "mask_g", A);
+  TORCH_CHECK(keep_c.has_value() == keep_h.has_value() && keep_c.has_value() == carry.has_value(),
+              "lstm_cpu: keep_c, keep_h and carry go together");
+  if (keep_c) check(*keep_c, "keep_c", A), check(*keep_h, "keep_h", A), check(*carry, "carry", A);
   at::Tensor dh = at::empty_like(dc);
+  at::Tensor back = mask_h ? at::empty_like(dc) : at::Tensor();  // dG_{t+1} · W_hh
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_backward", [&] {
     using T = scalar_t;
     const Peepholes<T> p(peep_in, peep_o, coupled);
-    const auto step = by_variant(peep_in.has_value(), coupled, [](auto peep, auto cpl) {
-      return &backward_step<T, decltype(peep)::value, decltype(cpl)::value>;
-    });
+    StepExtras<T> e;
+    e.pi = p.i, e.pf = p.f, e.po = p.o;
+    e.mg = mask_g ? mask_g->data_ptr<T>() : nullptr;
+    const T* zc = keep_c ? keep_c->data_ptr<T>() : nullptr;
+    const T* zh = keep_h ? keep_h->data_ptr<T>() : nullptr;
+    e.carry = carry ? carry->data_ptr<T>() : nullptr;
+    const auto step = by_variant(
+        peep_in.has_value(), coupled, mask_g.has_value(), keep_c.has_value(),
+        [](auto peep, auto cpl, auto drop, auto zone) {
+          return &backward_step<T, decltype(peep)::value, decltype(cpl)::value,
+                                decltype(drop)::value, decltype(zone)::value>;
+        });
     // Per-step tensors (for the GEMMs) made once; the gate math gets raw pointers.
     const std::vector<at::Tensor> dy_t = dY.unbind(0), dg_t = dG.unbind(0);
     const T *a = A.data_ptr<T>(), *c = Cs.data_ptr<T>(), *tc = TC.data_ptr<T>();
@@ -326,7 +422,15 @@ void lstm_backward(const at::Tensor& A, const at::Tensor& Cs, const at::Tensor& 
     const int64_t BG = B * G, BH = B * H;
     for (int64_t t = steps - 1; t >= 0; --t) {
       const at::Tensor* dh_t = &dy_t[t];  // dL/dh_t = dY_t + dG_{t+1} · W_hh
-      if (recurrent && t < steps - 1) {
+      if (recurrent && t < steps - 1 && mask_h) {  // Gal: dh_t = dY_t + m_h ⊙ (dG_{t+1} · W_hh)
+        if (w_t_packed) {
+          at::addcmul_out(dh, dy_t[t], packed_linear(dg_t[t + 1], *w_t_packed), *mask_h);
+        } else {
+          at::mm_out(back, dg_t[t + 1], w_hh);
+          at::addcmul_out(dh, dy_t[t], back, *mask_h);
+        }
+        dh_t = &dh;
+      } else if (recurrent && t < steps - 1) {
         if (w_t_packed) {
           at::add_out(dh, dy_t[t], packed_linear(dg_t[t + 1], *w_t_packed));
         } else {
@@ -338,8 +442,8 @@ void lstm_backward(const at::Tensor& A, const at::Tensor& Cs, const at::Tensor& 
         for (int64_t k = 0; k < BH; ++k) dcp[k] += dcx[t * BH + k];
       }
       const T* c_prev = t == 0 ? c0.data_ptr<T>() : c + (t - 1) * BH;
-      step(a + t * BG, c_prev, tc + t * BH, dh_t->data_ptr<T>(), dcp, dg + t * BG, p.i, p.f,
-           p.o, B, H);
+      if (zc) e.zc = zc + t * BH, e.zh = zh + t * BH;
+      step(a + t * BG, c_prev, tc + t * BH, dh_t->data_ptr<T>(), dcp, dg + t * BG, e, B, H);
     }
   });
 }
@@ -350,11 +454,13 @@ TORCH_LIBRARY(unroll_lstm_cpu, m) {
   m.def(
       "forward(Tensor(a!) A, Tensor h0, Tensor c0, Tensor w_hh, Tensor? w_packed, "
       "Tensor? peep_in, Tensor? peep_o, Tensor(b!) Cs, Tensor(c!) TC, Tensor(d!) Y, "
-      "bool recurrent=True) -> ()");
+      "bool recurrent=True, Tensor? mask_h=None, Tensor? mask_g=None, Tensor? keep_c=None, "
+      "Tensor? keep_h=None) -> ()");
   m.def(
       "backward(Tensor A, Tensor Cs, Tensor TC, Tensor c0, Tensor w_hh, Tensor? w_t_packed, "
       "Tensor? peep_in, Tensor? peep_o, Tensor dY, Tensor? dCx, Tensor(a!) dc, Tensor(b!) dG, "
-      "bool recurrent=True) -> ()");
+      "bool recurrent=True, Tensor? mask_h=None, Tensor? mask_g=None, Tensor? keep_c=None, "
+      "Tensor? keep_h=None, Tensor(c!)? carry=None) -> ()");
   m.def("activations(Tensor x) -> (Tensor, Tensor)");
   m.def("transpose(Tensor w) -> Tensor");
 }

@@ -69,20 +69,79 @@ def _build(flags: list[str]) -> None:
 
 class CompiledLoops:
     """`lstm_fused.PythonLoops`' interface over the compiled ops: the recurrent GEMMs go
-    through oneDNN with the weight prepacked once per call where that pays (large H)."""
+    through oneDNN with the weight prepacked once per call where that pays (large H). The
+    recurrent dropout masks (B, H) and zoneout's z (T, B, H) ride along
+    (`lstm_fused.PythonLoops.forward`)."""
+
+    takes_masks = True
 
     @staticmethod
-    def forward(A, h0, c0, w_hh, peep_in, peep_o, Cs, TC, Y) -> None:
+    def forward(
+        A, h0, c0, w_hh, peep_in, peep_o, Cs, TC, Y, mask_h=None, mask_g=None, zone=None
+    ) -> None:
         packed = onednn_packed_weight(w_hh, A.shape[1])
-        torch.ops.unroll_lstm_cpu.forward(A, h0, c0, w_hh, packed, peep_in, peep_o, Cs, TC, Y)
+        mask_h, mask_g = (None if m is None else m.contiguous() for m in (mask_h, mask_g))
+        keep_c, keep_h = (None, None) if zone is None else (z.contiguous() for z in zone)
+        torch.ops.unroll_lstm_cpu.forward(
+            A,
+            h0,
+            c0,
+            w_hh,
+            packed,
+            peep_in,
+            peep_o,
+            Cs,
+            TC,
+            Y,
+            True,
+            mask_h,
+            mask_g,
+            keep_c,
+            keep_h,
+        )
 
     @staticmethod
-    def backward(A, Cs, TC, c0, w_hh, peep_in, peep_o, dY, dCx, dc, dG) -> None:
+    def backward(
+        A,
+        Cs,
+        TC,
+        c0,
+        w_hh,
+        peep_in,
+        peep_o,
+        dY,
+        dCx,
+        dc,
+        dG,
+        mask_h=None,
+        mask_g=None,
+        zone=None,
+        carry=None,
+    ) -> None:
         packed = None
         if A.shape[0] > 1 and onednn_packing_pays(w_hh):  # mᵀ: a fast transpose first
             packed = onednn_packed_weight(CompiledLoops.transpose(w_hh), A.shape[1])
+        mask_h, mask_g = (None if m is None else m.contiguous() for m in (mask_h, mask_g))
+        keep_c, keep_h = (None, None) if zone is None else (z.contiguous() for z in zone)
         torch.ops.unroll_lstm_cpu.backward(
-            A, Cs, TC, c0, w_hh, packed, peep_in, peep_o, dY, dCx, dc, dG
+            A,
+            Cs,
+            TC,
+            c0,
+            w_hh,
+            packed,
+            peep_in,
+            peep_o,
+            dY,
+            dCx,
+            dc,
+            dG,
+            True,
+            mask_h,
+            mask_g,
+            keep_c,
+            keep_h,
+            carry,
         )
 
     @staticmethod

@@ -1,6 +1,9 @@
 """Fused LSTM: a whole sequence (one layer, one direction) as one autograd Function.
 
-Same math as `unroll.nn.cells.lstm.lstm_step` (standard, forget_bias, peephole, coupled), laid out
+Same math as `unroll.nn.cells.lstm.lstm_step` (standard, forget_bias, peephole, coupled, and the
+recurrent dropouts: Gal's mask m_h on h_{t-1} entering the gates, Semeniuta's m_g on the cell
+update g — each (B, H), drawn once per sequence by the layer and passed in; zoneout's z for c
+and h, (T, B, H) each, drawn before the loop or the constant p at eval), laid out
 for speed in the haste/cuDNN way. `LSTMFunction` does the work that is whole-sequence GEMMs
 (the input projection for all T steps into the gate buffer A; the weight gradients over all
 T·B rows) and hands the two time loops to one of three interchangeable implementations:
@@ -96,6 +99,10 @@ def lstm_sequence(
     coupled: bool = False,
     lengths: Tensor | None = None,
     loops=None,
+    mask_h: Tensor | None = None,
+    mask_g: Tensor | None = None,
+    keep_c: Tensor | None = None,
+    keep_h: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Run one LSTM layer/direction over x (T, B, C) with PyTorch-layout parameters.
 
@@ -105,7 +112,10 @@ def lstm_sequence(
     their state discarded, so no host sync or data-dependent branching is needed.
     Peephole weights (H,) are None without peepholes; with coupled, weight_ci is unused.
     ``loops``: the time loops (`PythonLoops` or the compiled CPU ones); None picks the fastest
-    for x's device and dtype (`time_loops`).
+    for x's device and dtype (`time_loops`). mask_h, mask_g (B, H): the recurrent dropout masks
+    (Gal & Ghahramani 2016 on h_{t-1}; Semeniuta et al. 2016 on g), None = none; loops without
+    them (Triton's) give way to `PythonLoops` then. keep_c, keep_h (T, B, H): zoneout's z
+    (Krueger et al. 2017; 1 keeps the previous value), both or neither.
     """
     w_ih, w_hh, bias = _kernel_weights(weight_ih, weight_hh, bias_ih, bias_hh, forget_bias, coupled)
     peep_in = None  # diagonal peepholes of the gates that see c_{t-1}: (nb - 2, H)
@@ -114,7 +124,14 @@ def lstm_sequence(
     last = None
     if lengths is not None:
         last = (lengths.to(x.device) - 1).long()
-    args = (x, h0, c0, w_ih, w_hh, bias, peep_in, weight_co, last, loops)
+    if (keep_c is None) != (keep_h is None):
+        raise ValueError("lstm_sequence: expected keep_c and keep_h together (zoneout)")
+    if any(m is not None for m in (mask_h, mask_g, keep_c)):
+        loops = loops or time_loops(x.device, x.dtype)
+        if not getattr(loops, "takes_masks", False):
+            loops = PythonLoops
+    args = (x, h0, c0, w_ih, w_hh, bias, peep_in, weight_co, last, loops, mask_h, mask_g)
+    args += (keep_c, keep_h)
     fn = LSTMFunction if torch.compiler.is_compiling() else LSTMFunctionWithJvp
     if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
         # The kernel computes in the parameters' dtype: autocast would mix dtypes in its
@@ -144,10 +161,18 @@ class PythonLoops:
     on CPU when they can be built (`unroll.nn.kernels.lstm_cpu`); the tests hold the two equal.
     """
 
+    takes_masks = True  # dropout masks and zoneout (Triton's loops do not take them)
+
     @staticmethod
-    def forward(A, h0, c0, w_hh, peep_in, peep_o, Cs, TC, Y) -> None:
+    def forward(
+        A, h0, c0, w_hh, peep_in, peep_o, Cs, TC, Y, mask_h=None, mask_g=None, zone=None
+    ) -> None:
         """A (T, B, G) pre-activations (input projection and bias added) -> activations
-        i, f, g = tanh(·), o in place; fills Cs = c_t, TC = tanh(c_t), Y = h_t (T, B, H)."""
+        i, f, g = tanh(·), o in place (g unmasked); fills Cs = c_t, TC = tanh(c_t), Y = h_t
+        (T, B, H). mask_h, mask_g (B, H) or None: Gal's mask on h_{t-1} where it enters the
+        gates, Semeniuta's on the cell update: c_t = f c_{t-1} + i (m_g g). zone: None or
+        zoneout's (keep_c, keep_h) (T, B, H): c_t = z^c c_{t-1} + (1 − z^c) c̃_t, likewise h;
+        TC then holds tanh(c̃_t)."""
         T, B, G = A.shape
         H = h0.shape[1]
         nb = G // H
@@ -174,14 +199,17 @@ class PythonLoops:
         two, one = (torch.tensor(v, dtype=A.dtype) for v in (2.0, 1.0))  # CPU scalars
         h, c = h0, c0
         for t in range(T):
+            h_in = h if mask_h is None else h * mask_h  # Gal: W_hh·(m_h ⊙ h_{t-1})
             if rec is None:
-                a_t[t].addmm_(h, w_hh2_t)
+                a_t[t].addmm_(h_in, w_hh2_t)
             else:
-                a_t[t].add_(rec(h))
+                a_t[t].add_(rec(h_in))
             if peep_in is not None:  # i, f see c_{t-1}
                 peep_t[t].addcmul_(c.unsqueeze(1), peep_in)
             sig_t[t].sigmoid_()
             g = g_t[t].mul_(two).sub_(one)  # = tanh(a_g)
+            if mask_g is not None:  # Semeniuta: the update is m_g ⊙ g (A keeps g)
+                g = g * mask_g
             if coupled:  # c_t = f c_{t-1} + (1 − f) g = g + f (c_{t-1} − g)
                 torch.lerp(g, c, f_t[t], out=c_t[t])
             else:  # c_t = f c_{t-1} + i g
@@ -193,15 +221,36 @@ class PythonLoops:
             else:
                 tc = torch.tanh(c_t[t], out=tc_t[t])
             torch.mul(o_t[t], tc, out=h_t[t])
+            if zone is not None:  # zoneout: keep the previous value where z = 1
+                c_t[t].lerp_(c, zone[0][t])
+                h_t[t].lerp_(h, zone[1][t])
             h, c = h_t[t], c_t[t]
 
     @staticmethod
-    def backward(A, Cs, TC, c0, w_hh, peep_in, peep_o, dY, dCx, dc, dG) -> None:
+    def backward(
+        A,
+        Cs,
+        TC,
+        c0,
+        w_hh,
+        peep_in,
+        peep_o,
+        dY,
+        dCx,
+        dc,
+        dG,
+        mask_h=None,
+        mask_g=None,
+        zone=None,
+        carry=None,
+    ) -> None:
         """Fills dG (T, B, G) with the gradients of the gate pre-activations.
 
         dY (T, B, H): dL/dh_t from above, dh_n already added at each sequence's last step;
         dCx (T, B, H) or None: dc_n placed at each sequence's last step (variable lengths);
-        dc (B, H) in: dc_n (zeros with dCx), out: dL/dc_0.
+        dc (B, H) in: dc_n (zeros with dCx), out: dL/dc_0. Masks as in `forward`; the
+        recurrent gradient reaching h_{t-1} is m_h ⊙ (dG_t · W_hh). zone as in `forward`, with
+        carry (B, H) in: zeros, out: the part of dL/dh_0 through h_1 = z^h ⊙ h_0 + ….
         """
         T, B, G = A.shape
         H = c0.shape[1]
@@ -210,6 +259,8 @@ class PythonLoops:
         A4 = A.view(T, B, nb, H)
         C_prev = torch.cat((c0.unsqueeze(0), Cs[:-1]))  # (T, B, H): c_{t-1}
         f, g, o = A4[:, :, nb - 3], A4[:, :, nb - 2], A4[:, :, nb - 1]
+        gm = g if mask_g is None else g * mask_g  # the update c sees (Semeniuta)
+        dg_scale = 1 - g * g if mask_g is None else (1 - g * g) * mask_g
 
         # Factors independent of the incoming gradient, for all steps at once:
         #   do_pre = dh ⊙ A_o             dc += dh ⊙ Bc
@@ -219,14 +270,14 @@ class PythonLoops:
         if peep_o is not None:
             Bc.addcmul_(A_o, peep_o)
         K = A.new_empty(T, B, nb - 1, H)
-        if coupled:  # c = g + f (c_prev − g)
-            torch.mul(C_prev - g, f * (1 - f), out=K[:, :, 0])
-            torch.mul(1 - f, 1 - g * g, out=K[:, :, 1])
+        if coupled:  # c = gm + f (c_prev − gm)
+            torch.mul(C_prev - gm, f * (1 - f), out=K[:, :, 0])
+            torch.mul(1 - f, dg_scale, out=K[:, :, 1])
         else:
             i = A4[:, :, 0]
-            torch.mul(g, i * (1 - i), out=K[:, :, 0])
+            torch.mul(gm, i * (1 - i), out=K[:, :, 0])
             torch.mul(C_prev, f * (1 - f), out=K[:, :, 1])
-            torch.mul(i, 1 - g * g, out=K[:, :, 2])
+            torch.mul(i, dg_scale, out=K[:, :, 2])
         Fc = f.clone()
         if peep_in is not None:
             Fc.add_((K[:, :, : nb - 2] * peep_in).sum(2))
@@ -241,16 +292,28 @@ class PythonLoops:
         for t in range(T - 1, -1, -1):
             if t == T - 1:
                 dh_t = dY_t[t]
+            elif mask_h is not None:  # Gal: the recurrent gradient is masked
+                back = dG_t[t + 1] @ w_hh if rec_t is None else rec_t(dG_t[t + 1])
+                dh_t = torch.addcmul(dY_t[t], back, mask_h, out=dh)
             elif rec_t is None:
                 dh_t = torch.addmm(dY_t[t], dG_t[t + 1], w_hh, out=dh)
             else:
                 dh_t = torch.add(dY_t[t], rec_t(dG_t[t + 1]), out=dh)
             if dCx is not None:
                 dc.add_(dCx[t])
+            if zone is not None:  # zoneout: kept units pass their gradient straight back
+                zc, zh = zone[0][t], zone[1][t]
+                dh_all = dh_t + carry  # + what came through h_{t+1}'s kept units
+                torch.mul(dh_all, zh, out=carry)
+                dh_t = dh_all * (1 - zh)  # dL/dh̃_t
+                dc_keep = dc * zc
+                dc.mul_(1 - zc)  # dL/dc̃_t from later steps
             dc.addcmul_(dh_t, Bc_t[t])
             torch.mul(dh_t, A_o_t[t], out=dG_o_t[t])
             torch.mul(dc_col, K_t[t], out=dG_k_t[t])
             dc.mul_(Fc_t[t])  # now the gradient of c_{t-1}
+            if zone is not None:
+                dc.add_(dc_keep)
 
 
 def time_loops(device: torch.device, dtype: torch.dtype):
@@ -272,7 +335,21 @@ def time_loops(device: torch.device, dtype: torch.dtype):
     return PythonLoops
 
 
-def reference_sequence(x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last):
+def reference_sequence(
+    x,
+    h0,
+    c0,
+    w_ih,
+    w_hh,
+    bias,
+    peep_in,
+    peep_o,
+    last,
+    mask_h=None,
+    mask_g=None,
+    keep_c=None,
+    keep_h=None,
+):
     """`LSTMFunction`'s math by the reference cell, from its kernel-layout inputs: Y, h_n, c_n.
 
     Plain differentiable ops (the cell's `lstm_step` in a loop), so autograd, `torch.func` and
@@ -293,7 +370,22 @@ def reference_sequence(x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last):
         w_ci, w_cf = (None, peep_in[0]) if coupled else (peep_in[0], peep_in[1])
     h, c, ys, cs = h0, c0, [], []
     for t in range(T):
-        h, c = lstm_step(x_proj[t], h, c, w_hh, None, w_ci, w_cf, peep_o, 0.0, coupled)
+        h, c = lstm_step(
+            x_proj[t],
+            h,
+            c,
+            w_hh,
+            None,
+            w_ci,
+            w_cf,
+            peep_o,
+            0.0,
+            coupled,
+            mask_h=mask_h,
+            mask_g=mask_g,
+            keep_c=None if keep_c is None else keep_c[t],
+            keep_h=None if keep_h is None else keep_h[t],
+        )
         ys.append(h)
         cs.append(c)
     Y = torch.stack(ys)
@@ -303,15 +395,16 @@ def reference_sequence(x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last):
     return Y, Y[last, batch], torch.stack(cs)[last, batch]
 
 
-def _as_reference(inputs, last, wanted):
+def _as_reference(inputs, last, wanted, masks):
     """`reference_sequence` as a function of the inputs at indices ``wanted`` (the rest, None
-    or needing no gradient, stay constants), and those inputs."""
+    or needing no gradient, stay constants), and those inputs; masks (mask_h, mask_g, keep_c,
+    keep_h)."""
 
     def f(*tensors):
         args = list(inputs)
         for i, t in zip(wanted, tensors):
             args[i] = t
-        return reference_sequence(*args, last)
+        return reference_sequence(*args, last, *masks)
 
     return f, tuple(inputs[i] for i in wanted)
 
@@ -322,7 +415,9 @@ class LSTMFunction(torch.autograd.Function):
     Inputs: x (T, B, C), h0/c0 (B, H), w_ih (G, C), w_hh (G, H), bias (G,) or None,
     peep_in (nb − 2, H) or None (peepholes of i, f — or f alone when coupled — on c_{t-1}),
     peep_o (H,) or None (peephole of o on c_t), last (B,) int64 or None (= T − 1),
-    loops: the time loops (`time_loops`; None picks them for x's device and dtype).
+    loops: the time loops (`time_loops`; None picks them for x's device and dtype),
+    mask_h, mask_g (B, H) or None: the recurrent dropout masks (constants, no gradient),
+    keep_c, keep_h (T, B, H) or None: zoneout's z (constants).
     Coupled is read off the shapes: nb = G / H is 3.
     Outputs: Y (T, B, H), h_n, c_n (B, H), then the buffers the backward reads, A (T, B, G),
     Cs and TC (T, B, H): outputs rather than ctx attributes because torch.func runs only
@@ -330,7 +425,22 @@ class LSTMFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, loops=None):
+    def forward(
+        x,
+        h0,
+        c0,
+        w_ih,
+        w_hh,
+        bias,
+        peep_in,
+        peep_o,
+        last,
+        loops=None,
+        mh=None,
+        mg=None,
+        kc=None,
+        kh=None,
+    ):
         T, B, C = x.shape
         H = h0.shape[1]
         G = w_hh.shape[0]
@@ -342,7 +452,11 @@ class LSTMFunction(torch.autograd.Function):
         A = gemm_nt(x2, w_ih, bias)
         A = A.view(T, B, G)
         Cs, TC, Y = (x.new_empty(T, B, H) for _ in range(3))
-        loops.forward(A, h0, c0, w_hh, peep_in, peep_o, Cs, TC, Y)
+        if mh is None and mg is None and kc is None:  # (loops without masks take none)
+            loops.forward(A, h0, c0, w_hh, peep_in, peep_o, Cs, TC, Y)
+        else:
+            zone = None if kc is None else (kc, kh)
+            loops.forward(A, h0, c0, w_hh, peep_in, peep_o, Cs, TC, Y, mh, mg, zone)
         if last is None:
             h_n, c_n = Y[T - 1].clone(), Cs[T - 1].clone()
         else:
@@ -352,11 +466,12 @@ class LSTMFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, loops = inputs
+        x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, loops, mh, mg, kc, kh = inputs
         Y, _, _, A, Cs, TC = output
         ctx.mark_non_differentiable(A, Cs, TC)
         ctx.set_materialize_grads(False)  # no zero-filled (T, B, G) gradient for A, Cs, TC
         ctx.loops = loops or time_loops(x.device, x.dtype)
+        ctx.masks = (mh, mg, kc, kh)
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, A, Cs, TC, Y)
 
     @staticmethod
@@ -386,19 +501,33 @@ class LSTMFunction(torch.autograd.Function):
             dY[T - 1] += dh_n
             dc = dc_n.contiguous().clone()
         dG = A.new_empty(T, B, G)
-        ctx.loops.backward(A, Cs, TC, c0, w_hh, peep_in, peep_o, dY, dCx, dc, dG)
+        mh, mg, kc, kh = ctx.masks
+        carry = None
+        if mh is None and mg is None and kc is None:
+            ctx.loops.backward(A, Cs, TC, c0, w_hh, peep_in, peep_o, dY, dCx, dc, dG)
+        else:
+            zone = None if kc is None else (kc, kh)
+            carry = None if kc is None else torch.zeros_like(dc)
+            args = (A, Cs, TC, c0, w_hh, peep_in, peep_o, dY, dCx, dc, dG, mh, mg, zone, carry)
+            ctx.loops.backward(*args)
 
         need = ctx.needs_input_grad
         dG2 = dG.view(T * B, G)
         dx = gemm_nt(dG2, w_ih.t()).view(T, B, C) if need[0] else None
         dh0 = dG[0] @ w_hh if need[1] else None
+        if dh0 is not None and mh is not None:  # Gal: h_0 entered the gates masked
+            dh0 = dh0 * mh
+        if dh0 is not None and carry is not None:  # zoneout: h_1 kept some of h_0
+            dh0 = dh0 + carry
         dc0 = dc if need[2] else None
         x2 = x.reshape(T * B, C)
         dw_ih = weight_gradient(dG2, x2) if need[3] else None
         dw_hh = None
         if need[4]:
-            H_prev = torch.cat((h0.unsqueeze(0), Y[:-1])).view(T * B, H)
-            dw_hh = weight_gradient(dG2, H_prev)
+            H_prev = torch.cat((h0.unsqueeze(0), Y[:-1]))  # (T, B, H): h_{t-1}
+            if mh is not None:  # what W_hh multiplied: m_h ⊙ h_{t-1}
+                H_prev = H_prev * mh
+            dw_hh = weight_gradient(dG2, H_prev.view(T * B, H))
         dbias = dG2.sum(0) if need[5] else None
         dpeep_in = dpeep_o = None
         nb = G // H
@@ -407,20 +536,33 @@ class LSTMFunction(torch.autograd.Function):
             C_prev = torch.cat((c0.unsqueeze(0), Cs[:-1]))  # (T, B, H): c_{t-1}
             dpeep_in = (dG4[:, :, : nb - 2] * C_prev.unsqueeze(2)).sum((0, 1))
         if peep_o is not None and need[7]:
-            dpeep_o = (dG4[:, :, nb - 1] * Cs).sum((0, 1))
-        return dx, dh0, dc0, dw_ih, dw_hh, dbias, dpeep_in, dpeep_o, None, None
+            c_seen = Cs  # what o peeped at: c_t, or c̃_t with zoneout (recomputed here)
+            if kc is not None:
+                C_prev = torch.cat((c0.unsqueeze(0), Cs[:-1]))
+                A4 = A.view(T, B, nb, H)
+                f, g = A4[:, :, nb - 3], A4[:, :, nb - 2]
+                g = g if mg is None else g * mg
+                i = 1 - f if nb == 3 else A4[:, :, 0]
+                c_seen = f * C_prev + i * g
+            dpeep_o = (dG4[:, :, nb - 1] * c_seen).sum((0, 1))
+        return dx, dh0, dc0, dw_ih, dw_hh, dbias, dpeep_in, dpeep_o, *(None,) * 6
 
     @staticmethod
-    def vmap(info, in_dims, x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, loops):
+    def vmap(
+        info, in_dims, x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last, loops, mh, mg, kc, kh
+    ):
         """`torch.vmap`: with the weights shared (per-sample gradients, a batch of batches),
         the mapped dimension N folds into the batch, one call of N·B sequences; weights that
         are mapped too (an ensemble) run one call per n."""
         N = info.batch_size
         args = [x, h0, c0, w_ih, w_hh, bias, peep_in, peep_o, last]
-        if any(d is not None for d in in_dims[3:8]):
+        extras = (mh, mg, kc, kh)
+        if any(d is not None for d in in_dims[3:8] + in_dims[10:]):
             outs = [
                 LSTMFunction.apply(
-                    *(a if d is None else a.select(d, n) for a, d in zip(args, in_dims)), loops
+                    *(a if d is None else a.select(d, n) for a, d in zip(args, in_dims)),
+                    loops,
+                    *(m if d is None else m.select(d, n) for m, d in zip(extras, in_dims[10:])),
                 )
                 for n in range(N)
             ]
@@ -439,7 +581,14 @@ class LSTMFunction(torch.autograd.Function):
         xf = fold(x, xd, 1)
         lastf = None if last is None else fold(last, ld, 0)
         Y, h_n, c_n, A, Cs, TC = LSTMFunction.apply(
-            xf, fold(h0, hd, 0), fold(c0, cd, 0), *args[3:8], lastf, loops
+            xf,
+            fold(h0, hd, 0),
+            fold(c0, cd, 0),
+            *args[3:8],
+            lastf,
+            loops,
+            *(None if m is None else fold(m, None, 0) for m in (mh, mg)),
+            *(None if k is None else fold(k, None, 1) for k in (kc, kh)),
         )
         NB = (N, xf.shape[1] // N)
         Y, A, Cs, TC = (t.unflatten(1, NB) for t in (Y, A, Cs, TC))  # (T, N, B, ·)
@@ -465,7 +614,7 @@ class LSTMFunctionWithJvp(LSTMFunction):
         wanted = [i for i, t in enumerate(tangents[:8]) if t is not None]
         if not wanted:
             return None, None, None, None, None, None
-        f, primals = _as_reference(inputs, last, wanted)
+        f, primals = _as_reference(inputs, last, wanted, ctx.masks)
         _, (dY, dh_n, dc_n) = torch.func.jvp(f, primals, tuple(tangents[i] for i in wanted))
         return dY, dh_n, dc_n, None, None, None
 
@@ -477,9 +626,9 @@ def _reference_backward(ctx, dY, dh_n, dc_n):
     inputs, last = list(saved[:8]), saved[8]
     need = ctx.needs_input_grad
     wanted = [i for i, t in enumerate(inputs) if t is not None and need[i]]
-    grads = [None] * 10
+    grads = [None] * 14
     if wanted:
-        f, primals = _as_reference(inputs, last, wanted)
+        f, primals = _as_reference(inputs, last, wanted, ctx.masks)
         _, vjp_fn = torch.func.vjp(f, *primals)
         for i, g in zip(wanted, vjp_fn((dY, dh_n, dc_n))):
             grads[i] = g

@@ -46,6 +46,16 @@ class LMConfig(RunConfig):
     max_steps_per_epoch: int | None = None  # cap the training batches per epoch (smoke tests)
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"  # bf16: autocast; weights/loss fp32
     graphs: Literal["auto", "on", "off"] = "auto"  # the captured step: auto = on CUDA only
+    # -- AWD-LSTM (Merity et al. 2018; unroll.models.awd), with model="awd" --
+    model: Literal["zaremba", "awd"] = "zaremba"  # awd: layers E -> H -> … -> E, own init
+    dropout_input: float = 0.0  # awd: locked dropout on the embeddings (dropouti)
+    dropout_between: float = 0.0  # awd: locked dropout between layers (dropouth)
+    dropout_embedding: float = 0.0  # awd: embedding dropout, whole words (dropoute)
+    weight_drop: float = 0.0  # awd: DropConnect on each layer's W_hh (wdrop)
+    ar: float = 0.0  # awd: activation regularisation α
+    tar: float = 0.0  # awd: temporal activation regularisation β
+    weight_decay: float = 0.0  # SGD's L2 weight decay (wdecay)
+    nonmono: int = 0  # NT-ASGD's non-monotone interval n (AWD-LSTM §3); 0: plain SGD
 
     ALIASES: ClassVar[dict[str, Alias]] = {
         # TensorFlow's ptb_word_lm.py names, as in the paper's table.
@@ -71,7 +81,30 @@ class LMConfig(RunConfig):
             v = getattr(self, f)
             check(self, f, math.isfinite(v) and v > 0, "a number > 0")
         check(self, "clip", self.clip > 0, "a number > 0 (the paper always clips)")
-        check(self, "dropout", 0.0 <= self.dropout < 1.0, "a number in [0, 1)")
+        for f in (
+            "dropout",
+            "dropout_input",
+            "dropout_between",
+            "dropout_embedding",
+            "weight_drop",
+        ):
+            check(self, f, 0.0 <= getattr(self, f) < 1.0, "a number in [0, 1)")
+        check(self, "nonmono", self.nonmono >= 0, "an integer >= 0 (0: no NT-ASGD)")
+        check(
+            self,
+            "graphs",
+            self.graphs != "on" or not (self.weight_decay or self.nonmono),
+            "off or auto with weight_decay or nonmono (the captured step is plain SGD)",
+        )
+        for f in ("ar", "tar", "weight_decay"):
+            check(
+                self, f, math.isfinite(getattr(self, f)) and getattr(self, f) >= 0, "a number >= 0"
+            )
+        if self.model == "zaremba":
+            for f in ("dropout_input", "dropout_between", "dropout_embedding", "weight_drop"):
+                check(self, f, getattr(self, f) == 0, "0 unless model=awd")
+            check(self, "ar", self.ar == 0, "0 unless model=awd")
+            check(self, "tar", self.tar == 0, "0 unless model=awd")
         check(self, "vocab_size", self.vocab_size is None or self.vocab_size >= 1, "none or >= 1")
         check(
             self,
@@ -86,7 +119,7 @@ class LMConfig(RunConfig):
             "none or an integer >= 1",
         )
         emb = self.hidden_size if self.embedding_size is None else self.embedding_size
-        if self.tie_weights and emb != self.hidden_size:
+        if self.tie_weights and emb != self.hidden_size and self.model == "zaremba":
             raise UserError(
                 f"tie_weights=True needs embedding_size == hidden_size, got {emb} and "
                 f"{self.hidden_size}"

@@ -18,12 +18,30 @@ from unroll.engine.progress import Progress
 from unroll.engine.recipe import Result
 from unroll.errors import UserError
 from unroll.metrics.lm import perplexity
+from unroll.models.awd import AWDLanguageModel, load_averages
 from unroll.models.lm import LanguageModel, lm_loss
 from unroll.recipes.lm.config import KIND, LMConfig
 from unroll.recipes.lm.graphs import graphed_eval_nll
 
 
-def build_model(config: LMConfig, vocab_size: int) -> LanguageModel:
+def build_model(config: LMConfig, vocab_size: int) -> LanguageModel | AWDLanguageModel:
+    """Zaremba et al.'s model, or AWD-LSTM's with ``model="awd"`` (dropout = its output
+    dropout; tying makes the last layer embedding_size wide)."""
+    if config.model == "awd":
+        return AWDLanguageModel(
+            vocab_size,
+            config.embedding_size or config.hidden_size,
+            config.hidden_size,
+            config.num_layers,
+            dropout=config.dropout,
+            dropout_between=config.dropout_between,
+            dropout_input=config.dropout_input,
+            dropout_embedding=config.dropout_embedding,
+            weight_drop=config.weight_drop,
+            tie_weights=config.tie_weights,
+            ar=config.ar,
+            tar=config.tar,
+        )
     return LanguageModel(
         vocab_size,
         config.hidden_size,
@@ -123,6 +141,8 @@ def load_model(
     config = saved_config(LMConfig, ckpt, str(path))
     vocab = saved_vocabulary(ckpt, config, str(path))
     model = load_weights(lambda: build_model(config, len(vocab)), ckpt["model"], str(path))
+    if config.nonmono:  # NT-ASGD: the averaged weights are the model (as training tested)
+        load_averages(model, ckpt.get("optimizer"))
     model.to(dev).eval()
     return model, config, vocab, dev
 

@@ -29,6 +29,8 @@ StepFn = Callable[[torch.Tensor, torch.Tensor, State], tuple[torch.Tensor, State
 def uses_graphs(config: LMConfig, device: torch.device) -> bool:
     """Whether the captured-step path runs: ``graphs="on"`` anywhere (on the CPU nothing is
     captured and the same bookkeeping runs eagerly), ``"auto"`` on CUDA only."""
+    if config.weight_decay or config.nonmono:  # the captured step's update is plain SGD
+        return False
     return config.graphs == "on" or (config.graphs == "auto" and device.type == "cuda")
 
 

@@ -24,6 +24,7 @@ CUDA-graph step replace it.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ from unroll.engine.device import (
     resolve_device,
 )
 from unroll.engine.loop import FitResult, fit
+from unroll.engine.metrics_log import read_metrics
 from unroll.engine.model_check import check_memory, check_resumable
 from unroll.engine.progress import Progress
 from unroll.engine.recipe import Result
@@ -50,6 +52,7 @@ from unroll.engine.run import Run, resume_point
 from unroll.engine.seed import seed_everything
 from unroll.errors import UserError
 from unroll.metrics.lm import perplexity
+from unroll.models.awd import NTASGD, averaged_weights, load_averages, nt_asgd_should_switch
 from unroll.models.lm import LanguageModel
 from unroll.recipes.lm.config import RECIPE, LMConfig, lr_at, normalize_data
 from unroll.recipes.lm.evaluate import build_model, evaluate_ids, saved_vocabulary
@@ -252,7 +255,12 @@ def _train(
     """The run proper, once every input has been checked (see `train`)."""
     seed_everything(config.seed)
     model = build_model(config, len(corpus.vocab)).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
+    if config.nonmono:  # NT-ASGD (AWD-LSTM §3): SGD, then averaged SGD
+        optimizer = NTASGD(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
     run.restore(model, optimizer)
     run.say(
         f"data: {corpus.name} ({config.level} level, vocabulary {len(corpus.vocab)}, train "
@@ -267,19 +275,30 @@ def _train(
     X, Y = bptt_tensors(train.to(device), T)  # [n, B, T]
     graphs = uses_graphs(config, device)
 
+    # NT-ASGD's record of validation losses: the epochs logged so far (a resume reads them
+    # back, so the trigger sees what an uninterrupted run saw), then one per epoch.
+    valid_history = [math.log(m["valid_ppl"]) for m in read_metrics(run.path) if "valid_ppl" in m]
+
     def evaluate() -> dict[str, float]:
-        nll, tokens = evaluate_ids(
-            model,
-            corpus.valid,
-            rows,
-            T,
-            chunk_steps=config.eval_num_steps,
-            precision=config.precision,
-            graphs=graphs,
-            rows=distributed.rows(B),
-        )
+        with averaged_weights(model, optimizer):  # ASGD's averages once switched
+            nll, tokens = evaluate_ids(
+                model,
+                corpus.valid,
+                rows,
+                T,
+                chunk_steps=config.eval_num_steps,
+                precision=config.precision,
+                graphs=graphs,
+                rows=distributed.rows(B),
+            )
         nll, tokens = distributed.all_sum(nll, tokens)
-        return {"valid_ppl": perplexity(nll, tokens)}
+        ppl = perplexity(nll, tokens)
+        valid_history.append(math.log(ppl))
+        switching = isinstance(optimizer, NTASGD) and not optimizer.averaging
+        if switching and nt_asgd_should_switch(valid_history, config.nonmono):
+            optimizer.switch()  # saved with this epoch's checkpoint
+            run.say(f"NT-ASGD: averaging from epoch {len(valid_history) + 1} on")
+        return {"valid_ppl": ppl}
 
     fit_lm(
         run,
@@ -297,6 +316,9 @@ def _train(
 
     # Test perplexity of the best model (lowest validation perplexity), batch 1 by default.
     best = run.load_best(model)
+    if isinstance(optimizer, NTASGD):
+        # The best epoch was chosen on the averaged weights: test those (as AWD-LSTM saves).
+        load_averages(model, best.get("optimizer"))
     test_bar = Progress(
         corpus.test.numel() // config.eval_batch_size - 1,
         desc="test",
