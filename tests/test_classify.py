@@ -29,15 +29,7 @@ from unroll.recipes.classify import (
     train_baselines,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The tiny models here gain nothing from threads, and on a shared machine two busy-waiting
-    # threads per process are much slower than one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

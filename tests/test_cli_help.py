@@ -57,4 +57,5 @@ def test_a_mistyped_key_gets_did_you_mean(capsys):
     err = capsys.readouterr().err.strip()
     assert err == "unroll: error: unknown config key 'hidden_sise'; did you mean 'hidden_size'?"
     assert main(["lm", "train", "zzzz=3"]) == 2  # nothing close: the known keys
-    assert "unknown config key 'zzzz'; known keys: batch_size, clip," in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown config key 'zzzz'; known keys: " in err and ", batch_size, " in err

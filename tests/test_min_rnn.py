@@ -21,14 +21,7 @@ LAYERS = {"mingru": unroll.MinGRU, "minlstm": unroll.MinLSTM}
 FAST = ("scan", "blocked", "fused")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small tensors and long loops: on a shared machine a second busy-waiting thread makes the
-    # T = 4096 reference loop 10-20× slower, and gains nothing.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # (tests/conftest.py)
 
 
 def _grads(layer, x, h0, **kw):

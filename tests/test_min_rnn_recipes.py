@@ -19,12 +19,7 @@ MIN_CELLS = ("mingru", "minlstm")
 LAYER = {"mingru": unroll.MinGRU, "minlstm": unroll.MinLSTM}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

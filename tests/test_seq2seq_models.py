@@ -17,13 +17,7 @@ from unroll.models.seq2seq import ATTENTIONS, Encoder, build_seq2seq, sequence_l
 KINDS = ("bahdanau", "dot", "general")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: threads only add overhead, and on a shared machine they busy-wait.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # (tests/conftest.py)
 
 
 def _batch(seed=0, B=3, S=6, V=9, lengths=(6, 2, 4)):

@@ -19,13 +19,7 @@ from unroll.engine import load_checkpoint
 from unroll.errors import UserError
 from unroll.recipes import seq2seq
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # (tests/conftest.py)
 
 
 def _copy_lines(n, seed):

@@ -16,6 +16,7 @@ ranges; subclasses add their own with `check`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -203,6 +204,7 @@ def type_help(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+@functools.cache
 def field_comments(cls: type) -> dict[str, str]:
     """The comment on each field's line in the config classes' source (``lr: float = 1.0  #
     the learning rate`` -> ``{"lr": "the learning rate"}``): what ``--help`` says of a flag.
@@ -238,7 +240,7 @@ def field_comments(cls: type) -> dict[str, str]:
                 comment = next((t.string for t in words if t.type == tokenize.COMMENT), None)
                 if comment:
                     comments[words[0].string] = comment.lstrip("#").strip()
-    return comments
+    return comments  # (cached: read once per class; callers must not change it)
 
 
 def field_types(cls: type) -> dict[str, Any]:

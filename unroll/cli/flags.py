@@ -25,6 +25,7 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)  # --lr must never match --lr-decay
+        kwargs.setdefault("formatter_class", _CommentedHelp)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -39,7 +40,25 @@ class Parser(argparse.ArgumentParser):
             preset = _preset_named(tokens)
             if preset in recipe.presets:
                 _show_defaults(self, recipe.config, recipe.preset(preset), f"preset {preset}:")
+            elif preset is None and (default := recipe.preset_for({})) in recipe.presets:
+                # what runs when no preset is named, not the bare dataclass defaults
+                where = f"default (preset {default}):"
+                _show_defaults(self, recipe.config, recipe.preset(default), where)
         return super().parse_known_args(args, namespace)
+
+
+class _CommentedHelp(argparse.HelpFormatter):
+    """A config flag's help starts with its field's comment in the config source, read only
+    when help is shown (reading sources costs ~0.5 s: no command but --help pays it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        field = getattr(action, "config_field", None)
+        if field is not None and text is not None:
+            comment = field_comments(field[0]).get(field[1])
+            if comment:
+                text = comment.replace("%", "%%") + " " + text
+        return text
 
 
 def _preset_named(tokens: Sequence[str]) -> str | None:
@@ -51,9 +70,9 @@ def _preset_named(tokens: Sequence[str]) -> str | None:
     return None
 
 
-def _field_help(config_cls: type, name: str, tp: Any, value: Any, where: str) -> str:
-    comment = field_comments(config_cls).get(name)
-    return (f"{comment} " if comment else "") + f"({type_help(tp)}; {where} {value!r})"
+def _field_help(tp: Any, value: Any, where: str) -> str:
+    """``(int; default 8)``; `_CommentedHelp` puts the field's comment before it."""
+    return f"({type_help(tp)}; {where} {value!r})".replace("%", "%%")
 
 
 def _show_defaults(parser: argparse.ArgumentParser, config_cls: type, config: Any, where: str):
@@ -63,7 +82,7 @@ def _show_defaults(parser: argparse.ArgumentParser, config_cls: type, config: An
         name = action.dest.removeprefix("set_")
         if action.dest.startswith("set_") and name in types_:
             value = getattr(config, name)
-            action.help = _field_help(config_cls, name, types_[name], value, where)
+            action.help = _field_help(types_[name], value, where)
 
 
 def _dest(name: str) -> str:
@@ -77,13 +96,14 @@ def add_config_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
     for name, tp in field_types(config_cls).items():
         flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
         default = getattr(defaults, name)
-        group.add_argument(
+        action = group.add_argument(
             *flags,
             dest=_dest(name),
             metavar="VALUE",
             default=None,
-            help=_field_help(config_cls, name, tp, default, "default"),
+            help=_field_help(tp, default, "default"),
         )
+        action.config_field = (config_cls, name)  # type: ignore[attr-defined]
     for old, new in getattr(config_cls, "ALIASES", {}).items():
         target = new if isinstance(new, str) else new[0]
         flag = f"--{target.replace('_', '-')}"
@@ -123,12 +143,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, recipe: Recipe) -> None
     parser.add_argument("--out", metavar="RUN_DIR", help="new run directory (default runs/...)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last epoch")
     add_quiet(parser)
-    add_config_flags(parser, recipe.config)
-    default = recipe.preset_for({})
-    if default in recipe.presets:  # what runs when no preset is named, not the bare defaults
-        _show_defaults(
-            parser, recipe.config, recipe.preset(default), f"default (preset {default}):"
-        )
+    add_config_flags(parser, recipe.config)  # (the values shown are filled in for --help)
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
