@@ -22,6 +22,10 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -30,6 +34,22 @@
 #include <vector>
 
 namespace {
+
+// Flush denormals to zero (FTZ) and read them as zero (DAZ) while the loops run, restored
+// after (the state is per thread: the caller's, whose GEMMs run on it with one thread, and each
+// parallel chunk's). Over hundreds of steps the gradient carried back through the forget gates
+// decays into the denormal range, where every x86 multiply takes a ~100-cycle assist: a
+// peephole LSTM's forward + backward at T = 784 (B 64, H 64, 2 layers, one thread, this
+// session's Intel Xeon) took 1.60 s, 0.51 s with these loops flushing (0.43 s with
+// torch.set_flush_denormal for the whole step). Values below ~1e-38 (float) change nothing
+// that matters.
+struct FlushDenormals {
+#if defined(__SSE__)
+  unsigned int saved = _mm_getcsr();
+  FlushDenormals() { _mm_setcsr(saved | 0x8040); }  // FTZ (bit 15) | DAZ (bit 6)
+  ~FlushDenormals() { _mm_setcsr(saved); }
+#endif
+};
 
 // The activations must inline into the loops for those to vectorize.
 #define UNROLL_INLINE inline __attribute__((always_inline))
@@ -166,6 +186,7 @@ void forward_step(T* a, const T* c_prev, T* c, T* tc, T* h, const StepExtras<T>&
                   int64_t H) {
   constexpr int64_t nb = COUPLED ? 3 : 4;
   at::parallel_for(0, B, rows_per_task(H), [&](int64_t begin, int64_t end) {
+    FlushDenormals ftz;
     for (int64_t b = begin; b < end; ++b) {
       T* row = a + b * nb * H;
       T* af = COUPLED ? row : row + H;
@@ -231,6 +252,7 @@ void backward_step(const T* a, const T* c_prev, const T* tc, const T* dh, T* dc,
                    const StepExtras<T>& e, int64_t B, int64_t H) {
   constexpr int64_t nb = COUPLED ? 3 : 4;
   at::parallel_for(0, B, rows_per_task(H), [&](int64_t begin, int64_t end) {
+    FlushDenormals ftz;
     for (int64_t b = begin; b < end; ++b) {
       const T* row = a + b * nb * H;
       const T* af = COUPLED ? row : row + H;
@@ -330,6 +352,7 @@ void lstm_forward(at::Tensor A, const at::Tensor& h0, const at::Tensor& c0,
   const auto w_t = w_hh.t();
   at::Tensor h_in = mask_h ? at::empty_like(h0) : at::Tensor();  // m_h ⊙ h_{t-1}
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_forward", [&] {
+    FlushDenormals ftz;
     using T = scalar_t;
     const Peepholes<T> p(peep_in, peep_o, coupled);
     StepExtras<T> e;
@@ -400,6 +423,7 @@ void lstm_backward(const at::Tensor& A, const at::Tensor& Cs, const at::Tensor& 
   at::Tensor dh = at::empty_like(dc);
   at::Tensor back = mask_h ? at::empty_like(dc) : at::Tensor();  // dG_{t+1} · W_hh
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_backward", [&] {
+    FlushDenormals ftz;
     using T = scalar_t;
     const Peepholes<T> p(peep_in, peep_o, coupled);
     StepExtras<T> e;
