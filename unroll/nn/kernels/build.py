@@ -66,6 +66,10 @@ def cpu_signature() -> str:
         return platform.processor() or platform.machine()
 
 
+# The fast math every kernel includes ("fast_math.h", beside the sources): in every cache key.
+SHARED_HEADER = Path(__file__).with_name("fast_math.h")
+
+
 def extension_name(
     prefix: str, sources: Sequence[Path], flags: list[str], signature: str | None = None
 ) -> str:
@@ -73,6 +77,7 @@ def extension_name(
     directory's ninja file names them: a second checkout with the same source would otherwise
     rebuild (20 s) over the first one's build on every alternation."""
     parts = [Path(s).read_text() + "\n" + str(Path(s).resolve()) for s in sources]
+    parts.append(SHARED_HEADER.read_text())  # every kernel includes it
     sig = cpu_signature() if signature is None else signature
     key = "\n".join((*parts, " ".join(flags), torch.__version__, sig))
     return prefix + "_" + hashlib.sha256(key.encode()).hexdigest()[:12]

@@ -22,9 +22,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
-#if defined(__SSE__)
-#include <xmmintrin.h>
-#endif
+#include "fast_math.h"
 
 #include <algorithm>
 #include <cmath>
@@ -35,49 +33,8 @@
 
 namespace {
 
-// Flush denormals to zero (FTZ) and read them as zero (DAZ) while the loops run, restored
-// after (the state is per thread: the caller's, whose GEMMs run on it with one thread, and each
-// parallel chunk's). Over hundreds of steps the gradient carried back through the forget gates
-// decays into the denormal range, where every x86 multiply takes a ~100-cycle assist: a
-// peephole LSTM's forward + backward at T = 784 (B 64, H 64, 2 layers, one thread, this
-// session's Intel Xeon) took 1.60 s, 0.51 s with these loops flushing (0.43 s with
-// torch.set_flush_denormal for the whole step). Values below ~1e-38 (float) change nothing
-// that matters.
-struct FlushDenormals {
-#if defined(__SSE__)
-  unsigned int saved = _mm_getcsr();
-  FlushDenormals() { _mm_setcsr(saved | 0x8040); }  // FTZ (bit 15) | DAZ (bit 6)
-  ~FlushDenormals() { _mm_setcsr(saved); }
-#endif
-};
-
-// The activations must inline into the loops for those to vectorize.
-#define UNROLL_INLINE inline __attribute__((always_inline))
-
-// exp for float as a polynomial the compiler vectorizes (Cephes expf: range reduction by
-// ln 2, degree-6 polynomial, scale by 2^n through the exponent bits); relative error < 2e-7
-// on [-87, 87], where the argument is clamped.
-UNROLL_INLINE float exp_poly(float x) {
-  x = std::min(std::max(x, -87.0f), 87.0f);
-  const float shifter = 12582912.0f;  // 1.5 · 2^23: adding it rounds to an integer
-  const float t = x * 1.44269504088896341f + shifter;
-  const float n = t - shifter;  // round(x · log2 e)
-  float r = x - n * 0.693359375f;  // x − n·ln 2, ln 2 split into a short and a tiny part
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;  // e^r
-  int32_t bits;
-  std::memcpy(&bits, &t, sizeof bits);
-  bits = (bits - 0x4B400000 + 127) << 23;  // 2^n
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
+using unroll_fast::exp_poly;
+using unroll_fast::FlushDenormals;
 
 UNROLL_INLINE float sigmoid(float x) { return 1.0f / (1.0f + exp_poly(-x)); }
 UNROLL_INLINE float tanh_(float x) { return 2.0f / (1.0f + exp_poly(-2.0f * x)) - 1.0f; }

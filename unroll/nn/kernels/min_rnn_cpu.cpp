@@ -17,9 +17,7 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
-#if defined(__SSE__)
-#include <xmmintrin.h>
-#endif
+#include "fast_math.h"
 
 #include <algorithm>
 #include <cmath>
@@ -28,48 +26,11 @@
 
 namespace {
 
-// Flush denormals to zero (FTZ) and read them as zero (DAZ) inside the loops, restored after.
-// The backward carries dL/dh through Π (1 − z_t): over hundreds of steps it decays into the
-// denormal range, where every x86 multiply takes a ~100-cycle assist (measured: the backward
-// 20× slower at T = 784). Values below 1e-38 (float) change nothing that matters.
-struct FlushDenormals {
-#if defined(__SSE__)
-  unsigned int saved = _mm_getcsr();
-  FlushDenormals() { _mm_setcsr(saved | 0x8040); }  // FTZ (bit 15) | DAZ (bit 6)
-  ~FlushDenormals() { _mm_setcsr(saved); }
-#endif
-};
-
-#define UNROLL_INLINE inline __attribute__((always_inline))
-
-// exp for float as a polynomial the compiler vectorizes (Cephes expf, the same as in
-// lstm_cpu.cpp); relative error < 2e-7 on [-87, 87], where the argument is clamped.
-UNROLL_INLINE float exp_(float x) {
-  x = std::min(std::max(x, -87.0f), 87.0f);
-  const float shifter = 12582912.0f;
-  const float t = x * 1.44269504088896341f + shifter;
-  const float n = t - shifter;
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  int32_t bits;
-  std::memcpy(&bits, &t, sizeof bits);
-  bits = (bits - 0x4B400000 + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-UNROLL_INLINE double exp_(double x) { return std::exp(x); }
+using unroll_fast::FlushDenormals;
 
 template <typename T>
 UNROLL_INLINE T sigmoid(T x) {
-  return T(1) / (T(1) + exp_(-x));
+  return T(1) / (T(1) + unroll_fast::exp_poly(-x));
 }
 
 // g(v) = v + ½ (v ≥ 0), σ(v) (v < 0); and g'(v) = 1, σ(v)(1 − σ(v)).

@@ -23,6 +23,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "fast_math.h"
+
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -47,29 +49,9 @@ inline void axpy(T a, const T* __restrict__ x, T* __restrict__ y, int64_t D) {
 }
 
 // exp and log for float as polynomials that inline (Cephes expf/logf, relative error below
-// 2e-7; exp_ is lstm_cpu.cpp's exp_poly): libm's calls were a fifth of the update's time.
+// 2e-7; exp_poly is fast_math.h's): libm's calls were a fifth of the update's time.
 // float64 keeps libm (the tests compare it with the reference at 1e-12).
-inline float exp_(float x) {
-  x = std::min(std::max(x, -87.0f), 87.0f);
-  const float shifter = 12582912.0f;  // 1.5 · 2^23: adding it rounds to an integer
-  const float t = x * 1.44269504088896341f + shifter;
-  const float n = t - shifter;  // round(x · log2 e)
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;  // e^r
-  int32_t bits;
-  std::memcpy(&bits, &t, sizeof bits);
-  bits = (bits - 0x4B400000 + 127) << 23;  // 2^n
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
+using unroll_fast::exp_poly;
 
 inline float log_(float x) {  // x > 0, normal
   int32_t bits;
@@ -98,7 +80,6 @@ inline float log_(float x) {  // x > 0, normal
   return m + y + float(e) * 0.693359375f;
 }
 
-inline double exp_(double x) { return std::exp(x); }
 inline double log1p_(double x) { return std::log1p(x); }
 inline float log1p_(float x) { return log_(1.0f + x); }  // x in (0, 1]: no cancellation to fear
 
@@ -112,7 +93,7 @@ inline double gradients_and_loss(const T* __restrict__ s, const T* __restrict__ 
 #pragma omp simd reduction(+ : loss)
   for (int64_t j = 0; j < n; ++j) {
     const T y = j == 0 ? T(1) : T(0);
-    const T e = exp_(-std::abs(s[j]));
+    const T e = exp_poly(-std::abs(s[j]));
     const T sigma = s[j] >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
     const T x = j == 0 ? -s[j] : s[j];
     loss += live[j] * (std::max(x, T(0)) + log1p_(e));
