@@ -129,9 +129,8 @@ class KeyedVectors:
             return int(key)
         if default is not None:
             return default
-        return self.id(key) if isinstance(key, str) else self._bad_row(key)
-
-    def _bad_row(self, key: object) -> int:
+        if isinstance(key, str):
+            return self.id(key)  # (raises UnknownWord)
         raise UnknownWord(f"{key!r} is not a word or a row number below {len(self)}")
 
     def has_index_for(self, key: object) -> bool:
@@ -279,9 +278,11 @@ class KeyedVectors:
 
     def distances(self, word_or_vector: Key, other_words: Iterable[str] = ()) -> Tensor:
         """1 - cosine from a word or vector to each of `other_words` (all words when empty)."""
-        v = self._vector(word_or_vector) if not self._is_key(word_or_vector) else None
-        v = self.get_vector(word_or_vector) if v is None else v
-        v = v / v.norm().clamp_min(1e-30)
+        if self._is_key(word_or_vector):
+            v = self.get_vector(word_or_vector, norm=True)
+        else:
+            v = self._vector(word_or_vector)
+            v = v / v.norm().clamp_min(1e-30)
         others = list(other_words)
         unit = self.unit if not others else self.unit[[self.id(w) for w in others]]
         return 1 - unit @ v
