@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         failed = sorted(e.failures.items(), key=lambda kv: kv[1].timestamp)
         first_rank, first = failed[0]
         ranks = ", ".join(
-            f"rank {rank} (exit {f.exitcode})" for rank, f in sorted(e.failures.items())
+            f"rank {rank} ({_how(f.exitcode)})" for rank, f in sorted(e.failures.items())
         )
         print(
             f"unroll-torchrun: error: {len(failed)} process(es) failed: {ranks}; rank "
@@ -46,6 +46,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("unroll-torchrun: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _how(code: int) -> str:
+    """``exit 2``; ``signal SIGTERM`` for a process torchrun stopped after another failed."""
+    import signal
+
+    if code >= 0:
+        return f"exit {code}"
+    try:
+        return f"signal {signal.Signals(-code).name}"
+    except ValueError:
+        return f"signal {-code}"
 
 
 if __name__ == "__main__":
